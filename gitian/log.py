@@ -1,0 +1,66 @@
+"""Progress output a person can follow, and the debug switch.
+
+``step("Installing packages")`` prints one line when the step ends, with its
+elapsed time; nested steps are indented.  Debug mode (``GITIAN_DEBUG=1`` or
+``-v`` where a command offers it) echoes every host command as ``+ argv``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TextIO
+
+
+class _State:
+    debug = False
+    quiet = False
+    depth = 0
+    stream: TextIO = sys.stderr
+
+
+state = _State()
+
+
+def set_debug(on: bool) -> None:
+    state.debug = on
+
+
+def set_quiet(on: bool) -> None:
+    state.quiet = on
+
+
+def debug(msg: str) -> None:
+    if state.debug:
+        print(msg, file=state.stream, flush=True)
+
+
+def info(msg: str) -> None:
+    if not state.quiet:
+        print("  " * state.depth + msg, file=state.stream, flush=True)
+
+
+def warn(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def step(title: str) -> Iterator[None]:
+    """Time one step; print ``title ... 1.2s`` (or ``failed``) when it ends."""
+    start = time.monotonic()
+    indent = "  " * state.depth
+    if state.debug and not state.quiet:
+        print(f"{indent}{title} ...", file=state.stream, flush=True)
+    state.depth += 1
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        state.depth -= 1
+        elapsed = time.monotonic() - start
+        if not state.quiet:
+            verdict = f"{elapsed:.1f}s" if ok else f"failed after {elapsed:.1f}s"
+            print(f"{indent}{title} ... {verdict}", file=state.stream, flush=True)

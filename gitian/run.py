@@ -1,0 +1,212 @@
+"""The one way to run a host command.
+
+Every host command is an argv list (never a shell string), runs with a
+predictable locale, is echoed as ``+ argv`` in debug mode, and on failure
+raises :class:`CommandError` carrying a command line the user can paste to
+rerun it.  Background processes are context managers that always stop what
+they started, by handle.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from gitian import log
+from gitian.errors import CommandError, ToolMissingError
+
+Arg = str | os.PathLike[str]
+
+# Debian package that provides each host program we may need, for hints.
+PROVIDERS: dict[str, str] = {
+    "mmdebstrap": "mmdebstrap",
+    "debootstrap": "debootstrap",
+    "bwrap": "bubblewrap",
+    "lxc-start": "lxc",
+    "lxc-execute": "lxc",
+    "lxc-attach": "lxc",
+    "lxc-stop": "lxc",
+    "qemu-system-x86_64": "qemu-system-x86",
+    "qemu-system-i386": "qemu-system-x86",
+    "qemu-img": "qemu-utils",
+    "mkfs.ext4": "e2fsprogs",
+    "docker": "docker.io",
+    "dockerd": "docker.io",
+    "podman": "podman",
+    "gpg": "gnupg",
+    "git": "git",
+    "ssh-keygen": "openssh-client",
+    "setarch": "util-linux",
+    "unshare": "util-linux",
+    "tar": "tar",
+}
+
+
+def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment host commands run with: ours, in a fixed C.UTF-8 locale."""
+    env = dict(os.environ)
+    env["LANG"] = "C.UTF-8"
+    env.pop("LC_ALL", None)
+    env.pop("LANGUAGE", None)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def _argv(cmd: Sequence[Arg]) -> list[str]:
+    if isinstance(cmd, (str, bytes)):
+        raise TypeError("commands are argv lists, never strings")
+    return [os.fspath(a) for a in cmd]
+
+
+def which(program: str) -> str | None:
+    """Find ``program`` on PATH, also looking in the sbin directories."""
+    path = os.environ.get("PATH", "") + ":/usr/local/sbin:/usr/sbin:/sbin"
+    return shutil.which(program, path=path)
+
+
+def require(*programs: str, why: str = "") -> None:
+    """Fail with one clear line naming every missing program and its package."""
+    missing = [p for p in programs if which(p) is None]
+    if missing:
+        pkgs = sorted({PROVIDERS.get(p, p) for p in missing})
+        what = f" (needed {why})" if why else ""
+        raise ToolMissingError(
+            f"missing host program{'s' if len(missing) > 1 else ''}: {', '.join(missing)}{what}",
+            hint=f"install with: apt-get install {' '.join(pkgs)}",
+        )
+
+
+def run(
+    cmd: Sequence[Arg],
+    *,
+    check: bool = True,
+    input: bytes | None = None,
+    stdin: int | IO[Any] | None = None,
+    stdout: int | IO[Any] | None = None,
+    stderr: int | IO[Any] | None = None,
+    capture: bool = False,
+    env: Mapping[str, str] | None = None,
+    cwd: Arg | None = None,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``cmd`` and wait for it.
+
+    ``capture=True`` collects stdout and stderr (as bytes).  ``env`` adds to
+    :func:`base_env`.  A non-zero exit raises :class:`CommandError` unless
+    ``check`` is false.  Ctrl-C kills the child before re-raising.
+    """
+    argv = _argv(cmd)
+    log.debug("+ " + shlex.join(argv))
+    if capture:
+        stdout = subprocess.PIPE if stdout is None else stdout
+        stderr = subprocess.PIPE if stderr is None else stderr
+    if input is not None:
+        stdin = subprocess.PIPE
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            env=base_env(env),
+            cwd=os.fspath(cwd) if cwd is not None else None,
+        )
+    except FileNotFoundError:
+        require(argv[0])
+        raise
+    try:
+        out, err = proc.communicate(input=input, timeout=timeout)
+    except BaseException:
+        _kill(proc)
+        raise
+    result = subprocess.CompletedProcess(argv, proc.returncode, out, err)
+    if check and proc.returncode != 0:
+        raise command_failed(result)
+    return result
+
+
+def command_failed(result: subprocess.CompletedProcess[bytes]) -> CommandError:
+    tail = ""
+    for stream in (result.stderr, result.stdout):
+        if isinstance(stream, bytes) and stream.strip():
+            lines = stream.decode("utf-8", "replace").rstrip().splitlines()
+            tail = "\n".join(lines[-15:])
+            break
+    argv = [str(a) for a in result.args]
+    return CommandError(
+        f"command failed with exit status {result.returncode}: {shlex.join(argv)}",
+        argv=argv,
+        returncode=result.returncode,
+        output=tail,
+    )
+
+
+def _kill(proc: subprocess.Popen[Any], grace: float = 5.0) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    except ProcessLookupError:
+        pass
+
+
+@contextmanager
+def spawn(
+    cmd: Sequence[Arg],
+    *,
+    env: Mapping[str, str] | None = None,
+    stdin: int | IO[Any] | None = subprocess.DEVNULL,
+    stdout: int | IO[Any] | None = None,
+    stderr: int | IO[Any] | None = None,
+    cwd: Arg | None = None,
+    grace: float = 10.0,
+    new_session: bool = False,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a background process; on leaving, stop it (TERM, then KILL after ``grace``)."""
+    argv = _argv(cmd)
+    log.debug("+ " + shlex.join(argv) + " &")
+    proc = subprocess.Popen(
+        argv,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        env=base_env(env),
+        cwd=os.fspath(cwd) if cwd is not None else None,
+        start_new_session=new_session,
+    )
+    try:
+        yield proc
+    finally:
+        _kill(proc, grace)
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,103 @@
+"""Backend registry.  Modules are imported lazily so start-up stays lean."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+
+from gitian.errors import UsageError
+from gitian.home import Home
+from gitian.targets.base import Target, TargetConfig
+
+# Ordered: the order `--backend` help and the "fastest available" search use.
+BACKENDS: dict[str, str] = {
+    "bwrap": "gitian.targets.bwrap:BwrapTarget",
+    "lxc": "gitian.targets.lxc:LxcTarget",
+    "docker": "gitian.targets.docker:DockerTarget",
+    "kvm": "gitian.targets.kvm:KvmTarget",
+    "vbox": "gitian.targets.vbox:VBoxTarget",
+}
+
+
+def _truthy(v: str | None) -> bool:
+    # The classic scripts test `[ -n "$USE_LXC" ]`; we also accept 0/false/no as off.
+    return v is not None and v.strip().lower() not in ("", "0", "false", "no")
+
+
+def choose_backend(explicit: str | None, env: Mapping[str, str]) -> str:
+    """``--backend`` if given, else USE_LXC / USE_DOCKER / USE_VBOX / USE_BWRAP, else kvm."""
+    if explicit:
+        if explicit not in BACKENDS:
+            raise UsageError(f"unknown backend {explicit!r} (choose from {', '.join(BACKENDS)})")
+        return explicit
+    for var, name in (
+        ("USE_LXC", "lxc"),
+        ("USE_DOCKER", "docker"),
+        ("USE_VBOX", "vbox"),
+        ("USE_BWRAP", "bwrap"),
+    ):
+        if _truthy(env.get(var)):
+            return name
+    return "kvm"
+
+
+def backend_class(name: str) -> type[Target]:
+    module, _, cls = BACKENDS[name].partition(":")
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name == module:
+            raise UsageError(f"the {name} backend is not available yet") from None
+        raise
+    klass: type[Target] = getattr(mod, cls)
+    return klass
+
+
+def config_from_env(
+    home: Home,
+    *,
+    suite: str,
+    arch: str,
+    env: Mapping[str, str],
+    distro: str | None = None,
+    memory_mib: int | None = None,
+    nprocs: int | None = None,
+) -> TargetConfig:
+    """Read the classic environment variables once, at the edge."""
+
+    def num(var: str, default: int) -> int:
+        v = env.get(var)
+        if not v:
+            return default
+        try:
+            n = int(v)
+        except ValueError:
+            raise UsageError(f"{var} must be a number, not {v!r}") from None
+        if n <= 0:
+            raise UsageError(f"{var} must be positive, not {v!r}")
+        return n
+
+    cli = env.get("GITIAN_CONTAINER_CLI", "docker") or "docker"
+    if cli not in ("docker", "podman"):
+        raise UsageError(f"GITIAN_CONTAINER_CLI must be docker or podman, not {cli!r}")
+    return TargetConfig(
+        home=home,
+        suite=suite,
+        arch=arch,
+        distro=distro or env.get("DISTRO") or "ubuntu",
+        memory_mib=memory_mib if memory_mib is not None else num("VMEM", 2000),
+        nprocs=nprocs if nprocs is not None else num("NPROCS", 2),
+        lxc_bridge=env.get("LXC_BRIDGE") or None,
+        lxc_guest_ip=env.get("LXC_GUEST_IP") or "10.0.2.5",
+        host_ip=env.get("GITIAN_HOST_IP") or "10.0.2.2",
+        lxc_execute=_truthy(env.get("LXC_EXECUTE")),
+        mirror_host=env.get("MIRROR_HOST") or None,
+        allow_privileged=_truthy(env.get("GITIAN_ALLOW_PRIVILEGED")),
+        kvm_binary=env.get("KVM") or None,
+        ssh_port=num("VM_SSH_PORT", 2223),
+        container_cli=cli,
+    )
+
+
+def make_target(name: str, config: TargetConfig) -> Target:
+    return backend_class(name)(config)

@@ -1,0 +1,60 @@
+"""Shared fixtures.
+
+Unit tests run by default.  Tests marked ``integration`` need real backends,
+root and the Debian archive; `pytest -m ""` runs everything.  In CI
+(``CI`` set, or ``GITIAN_STRICT_SKIPS=1``) a skip for a missing tool is a
+failure, as diffoscope does it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPAT = (ROOT.parent / "shared" / "compat").resolve()
+
+
+def strict_skips() -> bool:
+    return bool(os.environ.get("CI") or os.environ.get("GITIAN_STRICT_SKIPS"))
+
+
+def require_tool(*tools: str) -> None:
+    """Skip (or, in CI, fail) when a host program is missing."""
+    missing = [
+        t
+        for t in tools
+        if shutil.which(t, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None
+    ]
+    if missing:
+        msg = f"missing host tools: {', '.join(missing)}"
+        if strict_skips():
+            pytest.fail(msg + " (skips are failures in CI)")
+        pytest.skip(msg)
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        if strict_skips():
+            pytest.fail("needs root (skips are failures in CI)")
+        pytest.skip("needs root")
+
+
+@pytest.fixture(scope="session")
+def compat() -> Path:
+    if not COMPAT.is_dir():
+        pytest.fail(f"compat data missing at {COMPAT}")
+    return COMPAT
+
+
+@pytest.fixture(autouse=True)
+def _stable_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # Tests compare bytes; keep locale and time zone fixed.
+    monkeypatch.setenv("TZ", "UTC")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    monkeypatch.delenv("LC_ALL", raising=False)
+    yield
