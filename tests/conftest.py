@@ -44,6 +44,17 @@ def require_root() -> None:
         pytest.skip("needs root")
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """In CI every skip is a failure: a test that did not run proved nothing."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if strict_skips() and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.longrepr = f"skipped in CI (skips are failures there): {reason}"
+
+
 @pytest.fixture(scope="session")
 def compat() -> Path:
     if not COMPAT.is_dir():

@@ -1,0 +1,161 @@
+"""The descriptor: real descriptors load, fields come out typed, overrides validate.
+
+(Hostile inputs are in tests/adversarial/.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gitian import descriptor
+from gitian.errors import DescriptorError
+
+MINIMAL = b"""---
+name: "pkg"
+distro: debian
+suites:
+- "bookworm"
+architectures:
+- "amd64"
+- "i386"
+packages:
+- "gcc"
+- "libc6-dev:i386"
+- "foo=1.2-3"
+reference_datetime: "2020-01-02 03:04:05"
+remotes:
+- "url": "https://example.invalid/pkg.git"
+  "dir": "pkg"
+files:
+- "input-1.tar.gz"
+script: |
+  echo hello
+enable_cache: true
+sudo: true
+multiarch: [i386]
+repositories:
+- source: "deb http://example.invalid/debian bookworm-backports main"
+  distribution: bookworm-backports
+  packages: [cmake]
+alternatives:
+- package: x86_64-w64-mingw32-g++
+  path: /usr/bin/x86_64-w64-mingw32-g++-posix
+optionals:
+  gpg: signer
+"""
+
+
+def test_compat_descriptors_all_load(compat: Path) -> None:
+    paths = sorted((compat / "descriptors").glob("*.yml"))
+    assert len(paths) >= 6
+    for p in paths:
+        d = descriptor.load(p)
+        assert d.name and d.suites and d.architectures
+        assert d.raw == p.read_bytes()
+
+
+def test_monero_descriptor_hash_matches_assert(compat: Path) -> None:
+    d = descriptor.load(compat / "descriptors" / "v0.18.3.1-gitian-linux.yml")
+    assert d.name == "monero-linux-0.18"
+    assert d.remotes[0].dir == "monero" and d.remotes[0].commit is None
+    assert d.enable_cache is True
+    asserts = list((compat / "sigs" / d.name).glob("*/*/*-build.assert"))
+    assert asserts
+    text = asserts[0].read_text()
+    assert f"{d.sha256}  {d.name}-desc.yml" in text
+
+
+def test_fields_typed() -> None:
+    d = descriptor.parse(MINIMAL, "pkg.yml")
+    assert d.name == "pkg" and d.distro == "debian"
+    assert d.suites == ("bookworm",)
+    assert d.architectures == ("amd64", "i386")
+    assert d.packages == ("gcc", "libc6-dev:i386", "foo=1.2-3")
+    assert d.reference_datetime == "2020-01-02 03:04:05"
+    assert d.remotes == (descriptor.Remote("https://example.invalid/pkg.git", "pkg", None),)
+    assert d.files == ("input-1.tar.gz",)
+    assert d.script == "echo hello\n"
+    assert d.enable_cache and d.sudo
+    assert d.multiarch == ("i386",)
+    assert d.repositories[0].packages == ("cmake",)
+    assert d.alternatives[0].path == "/usr/bin/x86_64-w64-mingw32-g++-posix"
+    assert d.optionals == {"gpg": "signer"}
+    assert (d.bits("i386"), d.setarch("i386")) == (32, "i386")
+    assert (d.bits("amd64"), d.setarch("amd64")) == (64, "x86_64")
+
+
+def test_defaults() -> None:
+    d = descriptor.parse(
+        b"name: x\nsuites: [s]\narchitectures: [linux64]\nreference_datetime: '2020-01-01 00:00:00'\n"
+    )
+    assert d.distro == "ubuntu" and d.packages == () and d.script == ""
+    assert not d.enable_cache and not d.sudo and d.optionals is None
+    assert d.bits("linux64") == 64 and d.setarch("linux64") == "linux64"
+
+
+def test_unquoted_reference_datetime_is_accepted() -> None:
+    d = descriptor.parse(
+        b"name: x\nsuites: [s]\narchitectures: [amd64]\nreference_datetime: 2013-06-01 00:00:00\n"
+    )
+    assert d.reference_datetime == "2013-06-01 00:00:00"
+
+
+def test_unknown_keys_ignored() -> None:
+    d = descriptor.parse(MINIMAL + b"whatever: [1, 2]\n")
+    assert d.name == "pkg"
+
+
+@pytest.mark.parametrize(
+    ("patch", "needle"),
+    [
+        ((b'name: "pkg"', b""), "'name'"),
+        ((b'- "bookworm"', b""), "'suites'"),
+        ((b'- "i386"', b'- "arm64"'), "'architectures'"),
+        ((b"enable_cache: true", b"enable_cache: 'yes'"), "'enable_cache'"),
+        ((b"distro: debian", b"distro: fedora"), "'distro'"),
+        ((b'"2020-01-02 03:04:05"', b'"2020-13-02 03:04:05"'), "reference_datetime"),
+    ],
+)
+def test_one_line_errors_name_the_key(patch: tuple[bytes, bytes], needle: str) -> None:
+    with pytest.raises(DescriptorError) as e:
+        descriptor.parse(MINIMAL.replace(*patch), "pkg.yml")
+    msg = str(e.value)
+    assert needle in msg and "\n" not in msg and msg.startswith("pkg.yml: ")
+
+
+def test_reference_datetime_required_without_remotes() -> None:
+    with pytest.raises(DescriptorError, match="reference_datetime"):
+        descriptor.parse(b"name: x\nsuites: [s]\narchitectures: [amd64]\n")
+
+
+def test_overrides() -> None:
+    d = descriptor.parse(MINIMAL)
+    o = d.with_overrides({"pkg": "v1.0"}, {"pkg": "/srv/git/pkg"})
+    assert o.remotes[0] == descriptor.Remote("/srv/git/pkg", "pkg", "v1.0")
+    assert d.remotes[0].commit is None  # frozen, unchanged
+    with pytest.raises(DescriptorError, match="no remote with dir 'nope'"):
+        d.with_overrides({"nope": "abc"})
+    with pytest.raises(DescriptorError, match="--commit"):
+        d.with_overrides({"pkg": "--upload-pack=touch"})
+    with pytest.raises(DescriptorError, match="--url"):
+        d.with_overrides(urls={"pkg": "ext::sh"})
+
+
+def test_parse_assignments() -> None:
+    assert descriptor.parse_assignments(["a=1,b=2", "c=3"], "--commit") == {
+        "a": "1",
+        "b": "2",
+        "c": "3",
+    }
+    assert descriptor.parse_assignments(None, "--commit") == {}
+    with pytest.raises(DescriptorError, match="--url: expected dir=value"):
+        descriptor.parse_assignments("novalue", "--url")
+
+
+def test_load_errors(tmp_path: Path) -> None:
+    with pytest.raises(DescriptorError, match="no such descriptor"):
+        descriptor.load(tmp_path / "missing.yml")
+    with pytest.raises(DescriptorError, match="is a directory"):
+        descriptor.load(tmp_path)
