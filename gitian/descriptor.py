@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.constructor import SafeConstructor
 
 from gitian.errors import DescriptorError
 
@@ -28,8 +29,15 @@ except ImportError:  # pragma: no cover - depends on the PyYAML build
     from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
 
 MAX_DESCRIPTOR_BYTES = 4 * 1024 * 1024
-MAX_EXPANDED_NODES = 200_000
+# Bounds on what the YAML may expand to, checked on the parser's event stream
+# before any node is built: alias bombs and deep nesting are refused in
+# milliseconds, and the C composer (which recurses without a limit and would
+# crash the interpreter on ``[[[[...``) never sees more than MAX_DEPTH levels.
+MAX_EXPANDED_NODES = 50_000
+MAX_DEPTH = 64
 MAX_LIST_ITEMS = 10_000
+MAX_NAME_LENGTH = 200  # <name>-build.assert.sig must fit in a file name
+MAX_URL_LENGTH = 2048
 
 SANITARY = re.compile(r"[A-Za-z0-9_.\-]+")
 ARCHITECTURES: dict[str, tuple[int, str]] = {
@@ -44,13 +52,45 @@ PACKAGE = re.compile(
     r"[a-z0-9][a-z0-9+.\-]*(:[a-z0-9\-]+)?(=[A-Za-z0-9.+~:\-]+|/[A-Za-z0-9.+~\-]+)?"
 )
 ALTERNATIVE = re.compile(r"[A-Za-z0-9][A-Za-z0-9+._\-]*")
+ALTERNATIVE_PATH = re.compile(r"(/[A-Za-z0-9+._\-]+)+")
 DPKG_ARCH = re.compile(r"[a-z0-9][a-z0-9\-]*")
 # A commit: a hex id or a ref/tag name as git check-ref-format would accept it
-# (no leading '-', no '..', no control or special characters).
-COMMIT = re.compile(r"(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9][A-Za-z0-9._/+\-]*(?<![./])")
+# (no leading '-', no '..', no component starting with '.', no control or
+# special characters such as ~ ^ : ? * [ \ @{).
+COMMIT = re.compile(
+    r"(?!-)(?!.*\.\.)(?!.*//)(?!.*/\.)(?!.*@\{)[A-Za-z0-9][A-Za-z0-9._/+\-]*(?<![./])"
+)
 DIGEST = re.compile(r"([a-z0-9._/\-]+@)?sha256:[0-9a-f]{64}")
 URL_SCHEMES = ("https", "http", "git", "ssh", "git+ssh", "ssh+git", "file")
+# Schemes that name a path on this machine: only from the command line (--url).
+LOCAL_SCHEMES = ("file",)
+# Characters no git URL needs and a shell would act on.
+URL_FORBIDDEN = frozenset(" \t`$;|&<>(){}\\\"'*?!#^")
+URL_HOST = re.compile(r"[A-Za-z0-9._~%:\[\]\-]*")
+# An apt source line: "deb[-src] [options] URI SUITE [COMPONENT...]", no shell
+# metacharacters (it is written into the target's sources.list).
+APT_SOURCE = re.compile(r"deb(-src)? (\[[A-Za-z0-9=,._:/+\- ]+\] )?[A-Za-z0-9:/._~+%@=,\- ]+")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Anything a terminal could act on or that would break a message's one line:
+# C0 and C1 controls, DEL, line/paragraph separators and bidirectional overrides.
+UNPRINTABLE = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
+)
+
+
+def oneline(text: str) -> str:
+    """``text`` with every control or layout character shown as an escape.
+
+    Messages built from what other people wrote (file names, keys, values,
+    parser problems) go through this, so they stay on one line and can never
+    move a terminal's cursor or change its colours.
+    """
+    return UNPRINTABLE.sub(lambda m: _escape(m.group()), text)
+
+
+def _escape(ch: str) -> str:
+    o = ord(ch)
+    return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}"
 
 
 @dataclass(frozen=True)
@@ -113,7 +153,7 @@ class Descriptor:
                     raise DescriptorError(f"{opt}: no remote with dir {d!r} in the descriptor")
         remotes = []
         for r in self.remotes:
-            url = _url(urls[r.dir], "--url") if r.dir in urls else r.url
+            url = _url(urls[r.dir], "--url", local_ok=True) if r.dir in urls else r.url
             commit = _commit(commits[r.dir], "--commit") if r.dir in commits else r.commit
             remotes.append(replace(r, url=url, commit=commit))
         return replace(self, remotes=tuple(remotes))
@@ -132,22 +172,23 @@ class Descriptor:
 def load(path: str | Path) -> Descriptor:
     """Read, parse and validate the descriptor at ``path``."""
     p = Path(path)
+    shown = oneline(str(p))
     try:
         with open(p, "rb") as f:
             raw = f.read(MAX_DESCRIPTOR_BYTES + 1)
     except FileNotFoundError:
-        raise DescriptorError(f"{p}: no such descriptor") from None
+        raise DescriptorError(f"{shown}: no such descriptor") from None
     except IsADirectoryError:
-        raise DescriptorError(f"{p}: is a directory, not a descriptor") from None
+        raise DescriptorError(f"{shown}: is a directory, not a descriptor") from None
     except OSError as e:
-        raise DescriptorError(f"{p}: cannot read: {e.strerror}") from None
+        raise DescriptorError(f"{shown}: cannot read: {e.strerror}") from None
     return parse(raw, p)
 
 
 def parse(raw: bytes, path: Path | str = "<descriptor>") -> Descriptor:
-    """Parse descriptor bytes.  Errors name the file and the key."""
+    """Parse descriptor bytes.  Errors are one line naming the file and the key."""
     p = Path(path)
-    where = p.name
+    where = oneline(p.name)
     if len(raw) > MAX_DESCRIPTOR_BYTES:
         raise DescriptorError(f"{where}: larger than {MAX_DESCRIPTOR_BYTES} bytes")
     doc = safe_yaml(raw, where)
@@ -158,14 +199,18 @@ def parse(raw: bytes, path: Path | str = "<descriptor>") -> Descriptor:
     try:
         return _validate(doc, raw, p)
     except DescriptorError as e:
-        raise DescriptorError(f"{where}: {e.message}", hint=e.hint) from None
+        raise DescriptorError(oneline(f"{where}: {e.message}"), hint=e.hint) from None
 
 
 def safe_yaml(raw: bytes, where: str, *, allow_omap: bool = False) -> Any:
     """Load YAML safely: no tags (except ``!!omap`` when allowed), bounded aliases.
 
-    Raises :class:`DescriptorError`; callers re-wrap it for other kinds of file.
+    Raises :class:`DescriptorError` with a one-line message starting with
+    ``where``; callers re-wrap it for other kinds of file.  Time and memory
+    are bounded by the input's size: the event stream is checked for tags,
+    nesting depth and alias expansion before a single node is built.
     """
+    where = oneline(where)
     if b"\x00" in raw:
         raise DescriptorError(f"{where}: binary data (NUL byte), not YAML")
     try:
@@ -174,82 +219,151 @@ def safe_yaml(raw: bytes, where: str, *, allow_omap: bool = False) -> Any:
         raise DescriptorError(f"{where}: not UTF-8 text (byte {e.start})") from None
     if text.startswith("\ufeff"):
         text = text[1:]
-    loader = _SafeLoader(text)
     try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        _check_node(node, where, allow_omap)
-        _refuse_explicit_tags(text, where, allow_omap)
-        return loader.construct_document(node)
+        _scan_events(text, where, allow_omap)
+        loader = _SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            _check_node(node, where, allow_omap)
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise DescriptorError(f"{where}: invalid YAML{at}: {problem}") from None
-    except RecursionError:
+        position = getattr(e, "position", None)  # a ReaderError: bad character
+        if mark is not None:
+            at = f" at line {mark.line + 1}"
+        elif isinstance(position, int):
+            at = f" at line {text.count(chr(10), 0, position) + 1}"
+        else:
+            at = ""
+        problem = getattr(e, "problem", None) or (str(e).splitlines() or [""])[0]
+        raise DescriptorError(oneline(f"{where}: invalid YAML{at}: {problem}")) from None
+    except (ValueError, OverflowError) as e:
+        # The constructors: a timestamp like 2020-13-45, an integer with more
+        # digits than Python converts, a date out of range.
+        first = (str(e).splitlines() or [""])[0][:100]
+        raise DescriptorError(oneline(f"{where}: invalid YAML value: {first}")) from None
+    except RecursionError:  # pragma: no cover - MAX_DEPTH keeps far below the limit
         raise DescriptorError(f"{where}: YAML nested too deeply") from None
-    finally:
-        loader.dispose()
 
 
 _STANDARD = "tag:yaml.org,2002:"
+_OMAP = _STANDARD + "omap"
+# What plain scalars and untagged collections resolve to.  ``<<`` (merge) and
+# ``=`` (value) resolve to tags of their own and are refused with the rest.
 _IMPLICIT_TAGS = {
     _STANDARD + t for t in ("str", "int", "float", "bool", "null", "timestamp", "seq", "map")
 }
 
 
-def _check_node(root: yaml.Node, where: str, allow_omap: bool) -> None:
-    """Refuse explicit tags and alias expansion beyond a bound (billion laughs)."""
-    sizes: dict[int, int] = {}
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
-    onpath: set[int] = set()
-    while stack:
-        node, done = stack.pop()
-        nid = id(node)
-        if done:
-            onpath.discard(nid)
-            total = 1
-            if isinstance(node, yaml.SequenceNode):
-                total += sum(sizes[id(c)] for c in node.value)
-            elif isinstance(node, yaml.MappingNode):
-                total += sum(sizes[id(k)] + sizes[id(v)] for k, v in node.value)
-            if total > MAX_EXPANDED_NODES:
-                raise DescriptorError(
-                    f"{where}: YAML expands to more than {MAX_EXPANDED_NODES} nodes (alias bomb?)"
-                )
-            sizes[nid] = total
-            continue
-        if nid in sizes:
-            continue
-        if nid in onpath:
-            raise DescriptorError(f"{where}: recursive YAML alias")
-        tag = node.tag
-        if tag not in _IMPLICIT_TAGS and not (allow_omap and tag == _STANDARD + "omap"):
-            raise DescriptorError(f"{where}: YAML tag {tag!r} is not allowed")
-        if isinstance(node, yaml.ScalarNode):
-            sizes[nid] = 1
-            continue
-        onpath.add(nid)
-        stack.append((node, True))
-        if isinstance(node, yaml.SequenceNode):
-            stack.extend((c, False) for c in node.value)
-        elif isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                stack.append((k, False))
-                stack.append((v, False))
+def _scan_events(text: str, where: str, allow_omap: bool) -> None:
+    """Refuse tags, deep nesting and alias expansion beyond the bounds.
 
-
-def _refuse_explicit_tags(text: str, where: str, allow_omap: bool) -> None:
-    # Nodes do not remember whether a tag was written out (``!!str x`` and
-    # ``x`` give the same node), so look at the parser's events.
+    Works on the parser's event stream (libyaml's parser does not recurse) and
+    stops at the first violation, so a billion-laughs document or a hundred
+    thousand ``[`` cost microseconds, not minutes.
+    """
+    expanded = 0
+    stack: list[tuple[str | None, int]] = []  # open collections: (anchor, expanded at start)
+    anchors: dict[str, int] = {}  # finished anchor -> nodes it expands to
+    open_anchors: set[str] = set()
     for event in yaml.parse(text, Loader=_SafeLoader):
-        tag = getattr(event, "tag", None)
-        if tag is None or tag == "!":
+        mark = event.start_mark
+        at = f" (line {mark.line + 1})" if mark is not None else ""
+        if isinstance(event, yaml.DocumentStartEvent) and event.tags:
+            raise DescriptorError(f"{where}: YAML %TAG directives are not allowed{at}")
+        if isinstance(event, yaml.AliasEvent):
+            name = str(event.anchor)
+            if name in open_anchors:
+                raise DescriptorError(f"{where}: recursive YAML alias{at}")
+            if name not in anchors:
+                raise DescriptorError(f"{where}: YAML alias to an undefined anchor{at}")
+            expanded += anchors[name]
+        elif isinstance(event, yaml.NodeEvent):
+            tag = getattr(event, "tag", None)
+            if tag is not None and not (
+                allow_omap and tag == _OMAP and isinstance(event, yaml.SequenceStartEvent)
+            ):
+                raise DescriptorError(f"{where}: YAML tag {tag!r} is not allowed{at}")
+            anchor = event.anchor
+            if anchor is not None and (anchor in anchors or anchor in open_anchors):
+                raise DescriptorError(f"{where}: YAML anchor defined twice{at}")
+            expanded += 1
+            if isinstance(event, yaml.CollectionStartEvent):
+                if len(stack) >= MAX_DEPTH:
+                    raise DescriptorError(
+                        f"{where}: YAML nested deeper than {MAX_DEPTH} levels{at}"
+                    )
+                stack.append((anchor, expanded - 1))
+                if anchor is not None:
+                    open_anchors.add(anchor)
+            elif anchor is not None:
+                anchors[anchor] = 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, before = stack.pop()
+            if anchor is not None:
+                open_anchors.discard(anchor)
+                anchors[anchor] = expanded - before
+        if expanded > MAX_EXPANDED_NODES:
+            raise DescriptorError(
+                f"{where}: YAML has more than {MAX_EXPANDED_NODES} nodes "
+                f"(counting each alias as what it expands to){at}"
+            )
+
+
+def _check_node(root: yaml.Node, where: str, allow_omap: bool) -> None:
+    """Check resolved tags, scalar values and duplicate mapping keys.
+
+    The graph is already bounded by :func:`_scan_events`; shared (aliased)
+    nodes are visited once.  Scalars that the constructor would fail on
+    (``2020-13-45``, an integer of 5000 digits) are refused here, where the
+    key they belong to is known.
+    """
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    constructor = SafeConstructor()
+    while stack:
+        node, key = stack.pop()
+        if id(node) in seen:
             continue
-        if allow_omap and tag == _STANDARD + "omap" and isinstance(event, yaml.SequenceStartEvent):
-            continue
-        raise DescriptorError(f"{where}: YAML tag {tag!r} is not allowed")
+        seen.add(id(node))
+        at = f"key {_printable(key)}" if key else f"line {_line(node)}"
+        tag = node.tag
+        if tag not in _IMPLICIT_TAGS and not (allow_omap and tag == _OMAP):
+            raise DescriptorError(f"{where}: YAML tag {tag!r} is not allowed ({at})")
+        if isinstance(node, yaml.ScalarNode):
+            if tag in (_STANDARD + "int", _STANDARD + "timestamp", _STANDARD + "float"):
+                try:
+                    constructor.construct_object(node, deep=True)
+                except (ValueError, OverflowError, yaml.YAMLError) as e:
+                    problem = (str(e).splitlines() or [""])[0][:80]
+                    raise DescriptorError(f"{where}: invalid value for {at}: {problem}") from None
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((c, key) for c in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            keys: set[tuple[str, str]] = set()
+            for k, v in node.value:
+                child = key
+                if isinstance(k, yaml.ScalarNode):
+                    ident = (str(k.tag), str(k.value))
+                    if ident in keys:
+                        raise DescriptorError(
+                            f"{where}: key {_printable(str(k.value))} appears twice "
+                            f"in one mapping (line {_line(k)})"
+                        )
+                    keys.add(ident)
+                    name = str(k.value)[:60]
+                    child = (f"{key}.{name}" if key else name)[:120]
+                stack.append((k, key))
+                stack.append((v, child))
+
+
+def _line(node: yaml.Node) -> int:
+    mark = node.start_mark
+    return int(mark.line) + 1 if mark is not None else 0
 
 
 # --------------------------------------------------------------------------
@@ -280,7 +394,10 @@ def _printable(v: str) -> str:
 
 def _str(v: Any, key: str) -> str:
     if not isinstance(v, str):
-        raise DescriptorError(f"{key!r} must be a string, not {_kind(v)}")
+        raise DescriptorError(
+            f"{key!r} must be a string, not {_kind(v)}",
+            hint="quote the value" if isinstance(v, (int, float, _dt.date)) else None,
+        )
     return v
 
 
@@ -293,6 +410,8 @@ def _no_control(v: str, key: str, *, allow_newlines: bool = False) -> str:
 
 def _sanitary(v: Any, key: str) -> str:
     s = _str(v, key)
+    if len(s) > MAX_NAME_LENGTH:
+        raise DescriptorError(f"{key!r} value is longer than {MAX_NAME_LENGTH} characters")
     if not SANITARY.fullmatch(s) or s in (".", "..") or s.startswith(("-", ".")):
         raise DescriptorError(
             f"{key!r} value {_printable(s)} is not sanitary "
@@ -343,51 +462,120 @@ def _commit(v: Any, key: str) -> str:
     return s
 
 
-def _url(v: Any, key: str) -> str:
+def _url(v: Any, key: str, *, local_ok: bool = False) -> str:
+    """A git remote URL that git will not turn into a program run or an option.
+
+    Refused: transports ``<helper>::`` (``ext::`` runs any command, ``fd::``
+    reads descriptors), schemes other than :data:`URL_SCHEMES`, anything that
+    starts with ``-`` (read as an option by git or ssh, also as a user or host
+    name: ``ssh://-oProxyCommand=...``), shell metacharacters, whitespace and
+    control characters.  A path on this machine (absolute, ``file://``, or
+    relative and leaving ``inputs/``) is only accepted from the command line
+    (``local_ok``, for ``--url``): a descriptor written by someone else must
+    not make us read the builder's own repositories into the build.
+    """
     s = _str(v, key)
+    if not s:
+        raise DescriptorError(f"{key!r} is empty")
+    if len(s) > MAX_URL_LENGTH:
+        raise DescriptorError(f"{key!r} is longer than {MAX_URL_LENGTH} characters")
     _no_control(s, key)
-    if not s or s.startswith("-"):
-        raise DescriptorError(f"{key!r} value {_printable(s)} is not a repository URL")
-    if " " in s:
-        raise DescriptorError(f"{key!r} value {_printable(s)} contains a space")
     m = re.match(r"([A-Za-z][A-Za-z0-9+.\-]*)::", s)
     if m:
         raise DescriptorError(
             f"{key!r} uses the git transport {m.group(1)!r}::, which runs programs; refused"
         )
+    if s.startswith("-"):
+        raise DescriptorError(f"{key!r} value {_printable(s)} starts with '-' (read as an option)")
+    bad = sorted(set(s) & URL_FORBIDDEN)
+    if bad:
+        raise DescriptorError(
+            f"{key!r} value {_printable(s)} contains {_printable(''.join(bad))}, "
+            "which no repository URL needs"
+        )
     m = re.match(r"([A-Za-z][A-Za-z0-9+.\-]*)://", s)
     if m:
-        if m.group(1).lower() not in URL_SCHEMES:
+        scheme = m.group(1).lower()
+        if scheme not in URL_SCHEMES:
             raise DescriptorError(
                 f"{key!r} URL scheme {m.group(1)!r} is not allowed "
                 f"(allowed: {', '.join(URL_SCHEMES)})"
             )
-        host = s[m.end() :]
-        if host.startswith("-"):
-            raise DescriptorError(f"{key!r} host in {_printable(s)} starts with '-'")
+        if scheme in LOCAL_SCHEMES:
+            if not local_ok:
+                raise _local_refused(s, key)
+            return s
+        authority = s[m.end() :].split("/", 1)[0]
+        user, _, host = authority.rpartition("@")
+        host = host.lstrip("[")
+        if not host:
+            raise DescriptorError(f"{key!r} URL {_printable(s)} has no host")
+        if host.startswith("-") or user.startswith("-"):
+            raise DescriptorError(
+                f"{key!r} host or user in {_printable(s)} starts with '-' (read as an option)"
+            )
+        if not URL_HOST.fullmatch(host):
+            raise DescriptorError(f"{key!r} host in {_printable(s)} is not a host name")
         return s
-    # scp-like user@host:path, or a local path
-    if ":" in s.split("/", 1)[0] and s.split(":", 1)[0].split("@")[-1].startswith("-"):
-        raise DescriptorError(f"{key!r} host in {_printable(s)} starts with '-'")
+    head = s.split("/", 1)[0]
+    if ":" in head:
+        # scp-like [user@]host:path, which git hands to ssh
+        user, _, host = head.split(":", 1)[0].rpartition("@")
+        host = host.lstrip("[")
+        if not host or host.startswith("-") or user.startswith("-"):
+            raise DescriptorError(
+                f"{key!r} host or user in {_printable(s)} is empty or starts with '-'"
+            )
+        if not URL_HOST.fullmatch(host):
+            raise DescriptorError(f"{key!r} host in {_printable(s)} is not a host name")
+        return s
+    # A local path.  git runs in inputs/<dir>, so a relative path is taken
+    # from there; from a descriptor it must stay inside inputs/.
+    if not local_ok:
+        parts = [x for x in s.split("/") if x not in ("", ".")]
+        depth = 1  # inputs/<dir>
+        for part in parts:
+            depth += -1 if part == ".." else 1
+            if depth < 0:
+                raise _local_refused(s, key)
+        if s.startswith("/"):
+            raise _local_refused(s, key)
     return s
+
+
+def _local_refused(s: str, key: str) -> DescriptorError:
+    return DescriptorError(
+        f"{key!r} value {_printable(s)} is a path on this machine outside inputs/; "
+        "a descriptor may not name one",
+        hint="to build from a local repository, pass --url DIR=PATH to gbuild",
+    )
 
 
 def _reference_datetime(v: Any) -> str:
+    """``YYYY-MM-DD HH:MM:SS`` (UTC), from a string or an unquoted YAML timestamp."""
     key = "reference_datetime"
     if isinstance(v, _dt.datetime):
         if v.tzinfo is not None:
-            v = v.astimezone(_dt.UTC).replace(tzinfo=None)
-        return str(v.strftime("%Y-%m-%d %H:%M:%S"))
-    if isinstance(v, _dt.date):
-        return str(v.strftime("%Y-%m-%d 00:00:00"))
-    s = _str(v, key)
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", s):
-        raise DescriptorError(f"{key!r} must look like 'YYYY-MM-DD HH:MM:SS', got {_printable(s)}")
-    try:
-        _dt.datetime.strptime(s, "%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        raise DescriptorError(f"{key!r} is not a real date and time: {_printable(s)}") from None
-    return s
+            try:
+                v = v.astimezone(_dt.UTC).replace(tzinfo=None)
+            except (OverflowError, ValueError):
+                raise DescriptorError(f"{key!r} is out of range") from None
+        when = v.replace(microsecond=0)
+    elif isinstance(v, _dt.date):
+        when = _dt.datetime(v.year, v.month, v.day)
+    else:
+        s = _str(v, key)
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", s, flags=re.ASCII):
+            raise DescriptorError(
+                f"{key!r} must look like 'YYYY-MM-DD HH:MM:SS', got {_printable(s)}"
+            )
+        try:
+            when = _dt.datetime.strptime(s, "%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            raise DescriptorError(f"{key!r} is not a real date and time: {_printable(s)}") from None
+    if not 1970 <= when.year <= 9999:
+        raise DescriptorError(f"{key!r} must be between 1970 and 9999, got year {when.year}")
+    return str(when.strftime("%Y-%m-%d %H:%M:%S"))
 
 
 def _optionals(v: Any, key: str = "optionals", depth: int = 0) -> Any:
@@ -408,7 +596,7 @@ def _optionals(v: Any, key: str = "optionals", depth: int = 0) -> Any:
 def _validate(doc: dict[Any, Any], raw: bytes, path: Path) -> Descriptor:
     for k in doc:
         if not isinstance(k, str):
-            raise DescriptorError(f"top-level key {k!r} is not a string")
+            raise DescriptorError(f"top-level key {_printable(str(k))} is not a string")
 
     if "name" not in doc:
         raise DescriptorError("missing required key 'name'")
@@ -486,8 +674,11 @@ def _validate(doc: dict[Any, Any], raw: bytes, path: Path) -> Descriptor:
             if k not in r:
                 raise DescriptorError(f"{where} is missing {k!r}")
         source = _no_control(_str(r["source"], f"{where}.source"), f"{where}.source")
-        if not re.match(r"deb(-src)? ", source):
-            raise DescriptorError(f"{where}.source must be an apt line starting with 'deb '")
+        if not APT_SOURCE.fullmatch(source):
+            raise DescriptorError(
+                f"{where}.source {_printable(source)} is not an apt line "
+                "('deb [options] URI SUITE COMPONENT...', no shell metacharacters)"
+            )
         repositories.append(
             Repository(
                 source=source,
@@ -507,8 +698,11 @@ def _validate(doc: dict[Any, Any], raw: bytes, path: Path) -> Descriptor:
             if k not in a:
                 raise DescriptorError(f"{where} is missing {k!r}")
         pth = _no_control(_str(a["path"], f"{where}.path"), f"{where}.path")
-        if not pth.startswith("/") or ".." in pth.split("/") or " " in pth:
-            raise DescriptorError(f"{where}.path must be an absolute path without '..' or spaces")
+        if not ALTERNATIVE_PATH.fullmatch(pth) or set(pth.split("/")) & {".", ".."}:
+            raise DescriptorError(
+                f"{where}.path {_printable(pth)} must be an absolute path of plain names "
+                "(letters, digits, '+._-'; no '.' or '..')"
+            )
         alt = _str(a["package"], f"{where}.package")
         if not ALTERNATIVE.fullmatch(alt):
             raise DescriptorError(f"{where}.package {_printable(alt)} is not an alternatives name")

@@ -46,6 +46,8 @@ PROVIDERS: dict[str, str] = {
     "setarch": "util-linux",
     "unshare": "util-linux",
     "tar": "tar",
+    "dnsmasq": "dnsmasq-base",
+    "iptables": "iptables",
 }
 
 

@@ -96,6 +96,8 @@ def config_from_env(
         kvm_binary=env.get("KVM") or None,
         ssh_port=num("VM_SSH_PORT", 2223),
         container_cli=cli,
+        # GITIAN_VAGRANT_BOX: the Vagrant box make-base-vm --vbox starts from.
+        extra={"vagrant_box": env["GITIAN_VAGRANT_BOX"]} if env.get("GITIAN_VAGRANT_BOX") else {},
     )
 
 

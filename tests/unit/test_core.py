@@ -104,7 +104,9 @@ def test_home_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert Home.find(tmp_path / "x").root == (tmp_path / "x").resolve()
 
 
-def _run_entry(cmd: click.Command, argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+def _run_entry(
+    cmd: click.Command, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str]:
     with pytest.raises(SystemExit) as e:
         entry(cmd, prog="tool")(argv)
     return int(e.value.code or 0), capsys.readouterr().err

@@ -88,7 +88,8 @@ def test_fields_typed() -> None:
 
 def test_defaults() -> None:
     d = descriptor.parse(
-        b"name: x\nsuites: [s]\narchitectures: [linux64]\nreference_datetime: '2020-01-01 00:00:00'\n"
+        b"name: x\nsuites: [s]\narchitectures: [linux64]\n"
+        b"reference_datetime: '2020-01-01 00:00:00'\n"
     )
     assert d.distro == "ubuntu" and d.packages == () and d.script == ""
     assert not d.enable_cache and not d.sudo and d.optionals is None

@@ -1,0 +1,181 @@
+"""gbuild: build a descriptor in clean targets and write result/<name>-res.yml (SPEC §3)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from typing import Any
+
+import click
+
+from gitian import log
+from gitian.build import Builder, BuildOptions
+from gitian.cli import backend_option, entry, workdir_option
+from gitian.descriptor import load, parse_assignments
+from gitian.errors import ToolMissingError
+from gitian.home import Home
+from gitian.targets import backend_class, choose_backend, config_from_env, make_target
+from gitian.targets.base import Target
+
+CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
+
+
+@click.command(context_settings=CONTEXT)
+@click.option(
+    "--allow-sudo",
+    is_flag=True,
+    help="Override SECURITY on the target and allow passwordless sudo for the build user "
+    "(only when the descriptor says sudo: true).",
+)
+@click.option("-i", "--skip-image", is_flag=True, help="Reuse the current target image.")
+@click.option("--upgrade", is_flag=True, help="Upgrade the target with the latest packages.")
+@click.option("-q", "--quiet", is_flag=True, help="Be quiet.")
+@click.option(
+    "-j",
+    "--num-make",
+    "num_make",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    metavar="PROCS",
+    help="Number of processes to use.",
+)
+@click.option(
+    "-m",
+    "--memory",
+    type=click.IntRange(min=1),
+    default=2000,
+    show_default=True,
+    metavar="MEM",
+    help="Memory to allocate in MiB.",
+)
+@click.option(
+    "-c",
+    "--commit",
+    "commits",
+    multiple=True,
+    metavar="PAIRS",
+    help="Comma separated list of DIRECTORY=COMMIT pairs.",
+)
+@click.option(
+    "-u",
+    "--url",
+    "urls",
+    multiple=True,
+    metavar="PAIRS",
+    help="Comma separated list of DIRECTORY=URL pairs.",
+)
+@click.option(
+    "-o",
+    "--cache-read-only",
+    is_flag=True,
+    help="Only use existing cache files, do not update them.",
+)
+@click.option(
+    "--skip-fetch",
+    is_flag=True,
+    help="Skip fetching the latest git objects and refs from the remote source.",
+)
+@click.option("--fetch-branches", is_flag=True, help="Fetch branches from the remote source.")
+@click.option("--fetch-tags", is_flag=True, help="Fetch tags from the remote source.")
+@click.option(
+    "--skip-cleanup",
+    is_flag=True,
+    help="Skip cleaning up the target; useful for copying more files from it after the build.",
+)
+@backend_option
+@workdir_option
+@click.argument("descriptor", type=click.Path(dir_okay=False))
+def cli(
+    allow_sudo: bool,
+    skip_image: bool,
+    upgrade: bool,
+    quiet: bool,
+    num_make: int,
+    memory: int,
+    commits: tuple[str, ...],
+    urls: tuple[str, ...],
+    cache_read_only: bool,
+    skip_fetch: bool,
+    fetch_branches: bool,
+    fetch_tags: bool,
+    skip_cleanup: bool,
+    backend: str | None,
+    workdir: str | None,
+    descriptor: str,
+) -> None:
+    """Build DESCRIPTOR (<package>.yml) and write result/<name>-res.yml."""
+    env = os.environ
+    log.set_quiet(quiet)
+    home = Home.find(workdir)
+
+    desc = load(descriptor).with_overrides(
+        parse_assignments(commits, "--commit"), parse_assignments(urls, "--url")
+    )
+    name = choose_backend(backend, env)
+    if name == "docker" and desc.docker_image_digests:
+        # With Docker the digests stand in for the suite names (classic behaviour).
+        desc = replace(desc, suites=desc.docker_image_digests)
+
+    def make(suite: str, arch: str) -> Target:
+        config = config_from_env(
+            home,
+            suite=suite,
+            arch=arch,
+            env=env,
+            distro=desc.distro,
+            memory_mib=memory,
+            nprocs=num_make,
+        )
+        return make_target(name, config)
+
+    options = BuildOptions(
+        allow_sudo=allow_sudo,
+        skip_image=skip_image,
+        upgrade=upgrade,
+        quiet=quiet,
+        num_procs=num_make,
+        memory_mib=memory,
+        cache_read_only=cache_read_only,
+        skip_fetch=skip_fetch,
+        fetch_branches=fetch_branches,
+        fetch_tags=fetch_tags,
+        skip_cleanup=skip_cleanup,
+        ci=bool(env.get("CI")),
+    )
+    builder = Builder(desc, home, options, make)
+    builder.check()  # bad input is reported before anything is stopped or started
+    reason = backend_class(name).unavailable_reason()
+    if reason:
+        raise ToolMissingError(f"the {name} backend cannot run here: {reason}")
+    _stop_recorded_target(home)
+    builder.run()
+    if skip_cleanup:
+        _record_target(home, name, desc.suites[-1], desc.architectures[-1], desc.distro)
+
+
+def _stop_recorded_target(home: Home) -> None:
+    """Stop a target left running by start-target or ``gbuild --skip-cleanup``."""
+    from gitian.cli import targettools
+
+    state = targettools.TargetState.load(home)
+    if state is None:
+        return
+    cls = backend_class(state.backend)
+    if cls.unavailable_reason() is None:
+        config = config_from_env(
+            home, suite=state.suite, arch=state.arch, env=os.environ, distro=state.distro
+        )
+        with log.step("Stopping target left running"):
+            make_target(state.backend, config).stop()
+    targettools.TargetState.remove(home)
+
+
+def _record_target(home: Home, backend: str, suite: str, arch: str, distro: str) -> None:
+    """Let on-target / copy-from-target reach the target --skip-cleanup kept."""
+    from gitian.cli import targettools
+
+    targettools.TargetState(backend=backend, suite=suite, arch=arch, distro=distro).save(home)
+
+
+main = entry(cli, "gbuild")

@@ -1,0 +1,553 @@
+"""Directory bases shared by the container backends (bubblewrap and LXC).
+
+A base is a root file system in ``base-<suite>-<arch>/`` of the gitian home,
+bootstrapped once (mmdebstrap, else debootstrap), fixed up for containers
+(``target-bin/bootstrap-fixup``) and upgraded once (``upgrade-system.sh``), so
+that every clean target already carries ``/var/cache/gitian/initial-upgrade``.
+
+A clean target is an overlayfs mount ``target-<suite>-<arch>/`` whose lower
+layer is the base and whose upper layer lives in ``var/``: making one costs a
+``mount``, and the base is never written after it is made.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from gitian import bootstrap, log
+from gitian.errors import TargetError, ToolMissingError, UsageError
+from gitian.home import Home, target_bin
+from gitian.run import is_root, require, run, which
+from gitian.targets.base import BaseOptions, PrefixTarget
+
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+ARCHES = ("amd64", "i386")
+# Characters that would break overlayfs' option string or LXC's config syntax.
+_BAD_PATH_CHARS = set(",:\n=\\ ")
+
+
+def check_path(p: Path, what: str) -> None:
+    bad = _BAD_PATH_CHARS.intersection(os.fspath(p))
+    if bad:
+        raise UsageError(
+            f"{what} {p} contains {''.join(sorted(bad))!r}, which an overlay mount cannot take",
+            hint="use a gitian home whose path has no commas, colons, spaces or '='",
+        )
+
+
+def missing_for_base_host() -> str | None:
+    """What the host lacks to build a directory base, as one line, or None."""
+    if not is_root():
+        return "making a base needs root (run make-base-vm as root)"
+    if bootstrap.bootstrap_tool() is None:
+        return "neither mmdebstrap nor debootstrap is installed (apt-get install mmdebstrap)"
+    for prog, pkg in (("unshare", "util-linux"), ("chroot", "coreutils")):
+        if which(prog) is None:
+            return f"{prog} is missing (apt-get install {pkg})"
+    return None
+
+
+def missing_for_targets() -> str | None:
+    """What the host lacks to make overlay targets, as one line, or None."""
+    try:
+        fs = Path("/proc/filesystems").read_text()
+    except OSError:
+        fs = ""
+    if "overlay" not in fs.split():
+        return "the kernel has no overlayfs for clean targets (modprobe overlay)"
+    return None
+
+
+def base_dir(home: Home, suite: str, arch: str) -> Path:
+    return home.base(suite, arch)
+
+
+def components(distro: str) -> str:
+    return "main,universe" if distro == "ubuntu" else "main"
+
+
+# -- running in a chroot while a base is being made ------------------------
+
+
+def chroot_run(
+    root: Path,
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    input: bytes | None = None,
+    capture: bool = False,
+) -> bytes:
+    """Run ``argv`` as root in ``root`` with a private /proc (mount and pid
+    namespaces of its own, so nothing stays mounted on the host)."""
+    full = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive"}
+    if env:
+        full.update(env)
+    cmd = [
+        "unshare",
+        "--mount",
+        "--pid",
+        "--fork",
+        "--kill-child",
+        f"--mount-proc={root / 'proc'}",
+        "--",
+        "chroot",
+        os.fspath(root),
+        "/usr/bin/env",
+        "-i",
+        *(f"{k}={v}" for k, v in full.items()),
+        *argv,
+    ]
+    res = run(cmd, input=input, capture=capture)
+    return res.stdout or b""
+
+
+@dataclass(frozen=True)
+class BaseSpec:
+    """What goes into a directory base."""
+
+    distro: str
+    suite: str
+    arch: str
+    mirror: str | None  # None: the bootstrap tool's default
+    packages: tuple[str, ...]
+    user: str
+
+
+def spec_for(options: BaseOptions, *, mirror_host: str | None) -> BaseSpec:
+    if options.arch not in ARCHES:
+        raise UsageError(f"--arch must be one of {', '.join(ARCHES)}, not {options.arch!r}")
+    if not options.suite.isalnum() or not options.distro.isalnum():
+        raise UsageError(f"bad --suite/--distro: {options.suite!r} {options.distro!r}")
+    if options.mirror is not None and not re.match(r"(https?|file)://[^\s]+\Z", options.mirror):
+        raise UsageError(f"--mirror must be an http(s):// or file:// URI, not {options.mirror!r}")
+    mirror = bootstrap.choose_mirror(
+        options.distro, explicit=options.mirror, mirror_host=mirror_host
+    )
+    pkgs = [*bootstrap.base_packages(options.distro), *options.extra_packages]
+    return BaseSpec(
+        distro=options.distro,
+        suite=options.suite,
+        arch=options.arch,
+        mirror=mirror,
+        packages=tuple(dict.fromkeys(pkgs)),
+        user=options.distro or "ubuntu",
+    )
+
+
+def bootstrap_argv(spec: BaseSpec, dest: Path, tool: str) -> list[str]:
+    """The bootstrap command line for ``spec`` into ``dest``."""
+    include = ",".join(spec.packages)
+    if tool == "mmdebstrap":
+        cmd = [
+            "mmdebstrap",
+            "--mode=root",
+            "--variant=minbase",
+            f"--architectures={spec.arch}",
+            f"--components={components(spec.distro)}",
+            f"--include={include}",
+            # keep the downloaded .debs: they seed the host's package cache
+            "--skip=cleanup/apt/cache",
+            "--skip=essential/unlink",
+            spec.suite,
+            os.fspath(dest),
+        ]
+    else:
+        cmd = [
+            "debootstrap",
+            "--variant=minbase",
+            f"--arch={spec.arch}",
+            f"--components={components(spec.distro)}",
+            f"--include={include}",
+            spec.suite,
+            os.fspath(dest),
+        ]
+    if spec.mirror:
+        cmd.append(spec.mirror)
+    return cmd
+
+
+def contained(argv: list[str]) -> list[str]:
+    """``argv`` in mount and pid namespaces of its own.
+
+    If the bootstrap is interrupted, even by SIGKILL, everything it started
+    dies with it and whatever it mounted in the new root goes away, so the
+    half-made tree can be removed safely.
+    """
+    return ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--", *argv]
+
+
+def fixup_env(spec: BaseSpec, *, container: bool) -> dict[str, str]:
+    env = {
+        "GITIAN_USER": spec.user,
+        "GITIAN_CONTAINER": "1" if container else "0",
+        "GITIAN_SUITE": spec.suite,
+        "GITIAN_COMPONENTS": components(spec.distro).replace(",", " "),
+    }
+    if spec.mirror:
+        env["GITIAN_MIRROR"] = spec.mirror
+    return env
+
+
+def make_base(home: Home, options: BaseOptions, *, mirror_host: str | None) -> Path:
+    """Build ``base-<suite>-<arch>/`` (bootstrap, container fixup, one upgrade).
+
+    Built under a temporary name and renamed at the end, so an interrupted
+    run never leaves something that looks like a base.
+    """
+    spec = spec_for(options, mirror_host=mirror_host)
+    reason = missing_for_base_host()
+    if reason:
+        raise ToolMissingError(f"cannot make a base: {reason}")
+    tool = bootstrap.bootstrap_tool()
+    assert tool is not None
+    dest = base_dir(home, spec.suite, spec.arch)
+    check_path(dest, "base")
+    if dest.exists():
+        raise UsageError(
+            f"{dest} already exists",
+            hint=f"remove it first (rm -rf {dest}) to make a new base",
+        )
+    home.root.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.new.{os.getpid()}")
+    try:
+        with log.step(f"Bootstrapping {spec.distro} {spec.suite} {spec.arch} with {tool}"):
+            if spec.mirror is None:
+                log.info("mirror: the bootstrap tool's default")
+            else:
+                log.info(f"mirror: {spec.mirror}")
+            run(contained(bootstrap_argv(spec, tmp, tool)))
+        fixup(tmp, spec, container=True)
+        upgrade(tmp)
+        harvest_debs(tmp, home.package_cache)
+        os.rename(tmp, dest)
+    except BaseException:
+        _remove_tree(tmp)
+        raise
+    log.info(f"base ready: {dest}")
+    return dest
+
+
+def fixup(root: Path, spec: BaseSpec, *, container: bool) -> None:
+    script = (target_bin() / "bootstrap-fixup").read_bytes()
+    with log.step("Fixing up the base (bootstrap-fixup)"):
+        chroot_run(root, ["sh", "-s"], env=fixup_env(spec, container=container), input=script)
+
+
+def upgrade(root: Path) -> None:
+    script = (target_bin() / "upgrade-system.sh").read_bytes()
+    with log.step("Upgrading the base once (upgrade-system.sh)"), _host_resolv(root):
+        chroot_run(root, ["bash", "-s"], input=script)
+
+
+def harvest_debs(root: Path, cache: Path) -> None:
+    """Move the .debs the bootstrap and upgrade downloaded into the host cache."""
+    archives = root / "var/cache/apt/archives"
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / "partial").mkdir(exist_ok=True)
+    n = 0
+    for deb in archives.glob("*.deb"):
+        target = cache / deb.name
+        if target.exists():
+            deb.unlink()
+        else:
+            shutil.move(os.fspath(deb), os.fspath(target))
+        n += 1
+    log.info(f"{n} .deb files kept in {cache}")
+
+
+class _host_resolv:
+    """Give the chroot the host's resolv.conf for the duration (apt needs DNS)."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / "etc/resolv.conf"
+        self.saved: bytes | None = None
+        self.was_link: str | None = None
+
+    def __enter__(self) -> None:
+        if self.path.is_symlink():
+            self.was_link = os.readlink(self.path)
+            self.path.unlink()
+        elif self.path.exists():
+            self.saved = self.path.read_bytes()
+        host = Path("/etc/resolv.conf")
+        if host.exists():
+            self.path.write_bytes(host.read_bytes())
+
+    def __exit__(self, *exc: object) -> None:
+        if self.was_link is not None:
+            self.path.unlink(missing_ok=True)
+            os.symlink(self.was_link, self.path)
+        elif self.saved is not None:
+            self.path.write_bytes(self.saved)
+        else:
+            self.path.unlink(missing_ok=True)
+
+
+def _remove_tree(p: Path) -> None:
+    if p.is_symlink() or p.is_file():
+        p.unlink()
+    elif p.exists():
+        # Never recurse into something still mounted (an interrupted bootstrap's
+        # /dev or /proc): that would delete the host's files.
+        left = mounts_below(p)
+        if left:
+            raise TargetError(
+                f"not removing {p}: {left[0]} is still mounted",
+                hint=f"unmount it (umount -R {left[0]}) and remove {p} by hand",
+            )
+        shutil.rmtree(p)
+
+
+def mounts_below(path: Path) -> list[str]:
+    """Mount points at or below ``path``."""
+    want = os.fspath(path.resolve())
+    try:
+        text = Path("/proc/self/mountinfo").read_text()
+    except OSError:
+        return []
+    found = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) > 4:
+            mp = _unescape(fields[4])
+            if mp == want or mp.startswith(want + "/"):
+                found.append(mp)
+    return found
+
+
+# -- overlay targets --------------------------------------------------------
+
+
+def is_mounted(path: Path) -> bool:
+    want = os.fspath(path)
+    try:
+        text = Path("/proc/self/mountinfo").read_text()
+    except OSError:
+        return False
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) > 4 and _unescape(fields[4]) == want:
+            return True
+    return False
+
+
+def _unescape(s: str) -> str:
+    # /proc/self/mountinfo escapes space, tab, newline and backslash as \ooo.
+    out, i = [], 0
+    while i < len(s):
+        if s[i] == "\\" and s[i + 1 : i + 4].isdigit() and len(s[i + 1 : i + 4]) == 3:
+            out.append(chr(int(s[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(s[i])
+            i += 1
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """An overlayfs clean target: ``mountpoint`` = ``lower`` + a throwaway upper layer."""
+
+    lower: Path
+    mountpoint: Path
+    state: Path  # holds upper/ and work/
+
+    @classmethod
+    def for_home(cls, home: Home, suite: str, arch: str) -> Overlay:
+        o = cls(
+            lower=home.base(suite, arch),
+            mountpoint=home.target(suite, arch),
+            state=home.var / "overlay" / f"{suite}-{arch}",
+        )
+        for p, what in ((o.lower, "base"), (o.mountpoint, "target"), (o.state, "overlay")):
+            check_path(p, what)
+        return o
+
+    @property
+    def upper(self) -> Path:
+        return self.state / "upper"
+
+    @property
+    def work(self) -> Path:
+        return self.state / "work"
+
+    def require_base(self, make_hint: str) -> None:
+        if not (self.lower / "etc").is_dir():
+            raise TargetError(f"no base at {self.lower}", hint=make_hint)
+
+    @property
+    def mounted(self) -> bool:
+        return is_mounted(self.mountpoint)
+
+    def reset(self) -> None:
+        """Throw away the upper layer: the next mount is a clean target."""
+        self.unmount()
+        for p in (self.upper, self.work):
+            _remove_tree(p)
+
+    def mount(self) -> None:
+        """Mount the target (keeping an existing upper layer, as ``gbuild -i`` wants)."""
+        if self.mounted:
+            return
+        require("mount", "umount", why="for overlay targets")
+        self.upper.mkdir(parents=True, exist_ok=True)
+        # A work dir left by an interrupted mount makes overlayfs refuse it.
+        _remove_tree(self.work)
+        self.work.mkdir(parents=True)
+        self.mountpoint.mkdir(parents=True, exist_ok=True)
+        opts = f"lowerdir={self.lower},upperdir={self.upper},workdir={self.work}"
+        res = run(
+            ["mount", "-t", "overlay", "overlay", "-o", opts, os.fspath(self.mountpoint)],
+            check=False,
+            capture=True,
+        )
+        if res.returncode != 0:
+            raise TargetError(
+                f"cannot mount the overlay target at {self.mountpoint}: "
+                + (res.stderr or b"").decode("utf-8", "replace").strip(),
+                hint="overlay mounts need root and a home on a file system that "
+                "overlayfs accepts as upper layer (ext4, xfs, btrfs, tmpfs)",
+            )
+
+    def unmount(self) -> None:
+        """Unmount if mounted; a busy mount is detached lazily after 5 s of retries."""
+        if not self.mounted:
+            return
+        deadline = time.monotonic() + 5
+        while True:
+            res = run(["umount", os.fspath(self.mountpoint)], check=False, capture=True)
+            if res.returncode == 0 or not self.mounted:
+                return
+            if time.monotonic() > deadline:
+                log.warn(f"{self.mountpoint} is busy; detaching it lazily")
+                run(["umount", "--lazy", os.fspath(self.mountpoint)])
+                return
+            time.sleep(0.2)
+
+
+# -- the part bubblewrap and LXC targets share -------------------------------
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def check_env(env: Mapping[str, str]) -> None:
+    for k, v in env.items():
+        if not _ENV_NAME.match(k):
+            raise UsageError(f"bad environment variable name {k!r}")
+        if "\0" in v:
+            raise UsageError(f"environment variable {k} contains a NUL byte")
+
+
+def passwd_users(root: Path) -> set[str]:
+    try:
+        text = (root / "etc/passwd").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    return {line.split(":", 1)[0] for line in text.splitlines() if ":" in line}
+
+
+def drop_privileges(user: str) -> list[str]:
+    """argv (run inside the target) that becomes ``user`` with its groups.
+
+    As root outside, a user namespace plus ``--uid`` would leave files
+    unmapped, so privileges are dropped inside with setpriv (util-linux is
+    essential, so every base has it).  ``--`` also keeps an argv[0] with
+    ``=`` in it from being read as an assignment by ``env``.
+    """
+    if user == "root":
+        return ["setpriv", "--"]
+    return ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--"]
+
+
+class OverlayTarget(PrefixTarget):
+    """A container on an overlay of a directory base (bubblewrap, LXC)."""
+
+    can_revert: ClassVar[bool] = True
+    binds_package_cache: ClassVar[bool] = True
+
+    @property
+    def overlay(self) -> Overlay:
+        return Overlay.for_home(self.config.home, self.config.suite, self.config.image_arch)
+
+    @property
+    def rootfs(self) -> Path:
+        return self.overlay.mountpoint
+
+    def _make_base_hint(self) -> str:
+        c = self.config
+        return (
+            f"make it with: make-base-vm --{self.name} --distro {c.distro} "
+            f"--suite {c.suite} --arch {c.image_arch}"
+        )
+
+    def make_base(self, options: BaseOptions) -> None:
+        make_base(self.config.home, options, mirror_host=self.config.mirror_host)
+
+    def reset(self) -> None:
+        self.stop()
+        self.overlay.require_base(self._make_base_hint())
+        self.overlay.reset()
+
+    def start(self) -> None:
+        ov = self.overlay
+        ov.require_base(self._make_base_hint())
+        ov.mount()
+        self.config.home.package_cache.joinpath("partial").mkdir(parents=True, exist_ok=True)
+        try:
+            self._start()
+            if self.config.mirror_host:
+                self._mirror_fixup(self.config.mirror_host)
+        except BaseException:
+            self._stop()
+            ov.unmount()
+            raise
+
+    def _mirror_fixup(self, mirror_host: str) -> None:
+        """As the classic make-clean-vm: point apt at MIRROR_HOST's apt-cacher-ng
+        (bootstrap-fixup; the rest of the fixup is already in the base)."""
+        self.wait_ready()
+        script = (target_bin() / "bootstrap-fixup").read_bytes()
+        env = {"MIRROR_HOST": mirror_host, "GITIAN_USER": self.config.user}
+        env["GITIAN_CONTAINER"] = "1"
+        env["GITIAN_SUITE"] = self.config.suite
+        env["GITIAN_COMPONENTS"] = components(self.config.distro).replace(",", " ")
+        self.run(["sh", "-s"], user="root", env=env, stdin=script, capture=True)
+
+    def stop(self) -> None:
+        try:
+            self._stop()
+        finally:
+            self.overlay.unmount()
+
+    def _start(self) -> None:  # noqa: B027 - bubblewrap has nothing to start
+        """Backend part of start(), after the overlay is mounted."""
+
+    def _stop(self) -> None:  # noqa: B027
+        """Backend part of stop(), before the overlay is unmounted."""
+
+    def user_env(self, user: str) -> dict[str, str]:
+        env = super().user_env(user)
+        env["PATH"] = PATH
+        return env
+
+    def _check_running(self, user: str) -> None:
+        root = self.rootfs
+        if not is_mounted(root):
+            raise TargetError(
+                f"the {self.name} target {root} is not started",
+                hint="run make-clean-vm and start-target first",
+            )
+        users = passwd_users(root)
+        if user not in users:
+            raise TargetError(
+                f"no user {user!r} on the target {root}",
+                hint="the build user is named after the base's distro: set DISTRO "
+                "(or the descriptor's distro:) to the --distro the base was made with",
+            )

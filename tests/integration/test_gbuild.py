@@ -1,0 +1,246 @@
+"""gbuild end to end: the example descriptor on bubblewrap and LXC.
+
+Bases come from the session fixture (a fresh Debian bookworm base); each
+test gets a fresh gitian home.  The example is built on bwrap twice and on
+LXC once: all three out_manifests must be identical.  gbuild interrupted
+during the build script must leave no result, mount, container or process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from gitian.home import Home, target_bin
+from gitian.manifest import read_report
+from gitian.targets import make_target
+from gitian.targets.base import TargetConfig
+from tests.integration.conftest import BaseHome, mounts_under, run_ok
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "descriptors" / "example.yml"
+
+
+def prepare(home: Home) -> str:
+    out = subprocess.run(
+        [os.fspath(ROOT / "descriptors" / "prepare-example"), os.fspath(home.root)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return out.stdout.strip()
+
+
+def gbuild_argv(home: Home, backend: str, desc: Path, *args: str) -> list[str]:
+    return [
+        sys.executable, os.fspath(ROOT / "bin" / "gbuild"),
+        "--backend", backend, "--workdir", os.fspath(home.root), *args, os.fspath(desc),
+    ]  # fmt: skip
+
+
+def gbuild(home: Home, backend: str, desc: Path = EXAMPLE, *args: str) -> str:
+    r = run_ok(gbuild_argv(home, backend, desc, *args))
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+@pytest.fixture(scope="module")
+def bwrap_build(base_home: BaseHome) -> tuple[Home, str]:
+    home = base_home("bwrap")
+    prepare(home)
+    return home, gbuild(home, "bwrap")
+
+
+def test_example_on_bwrap(bwrap_build: tuple[Home, str]) -> None:
+    home, stdout = bwrap_build
+    report = read_report(home.result_file("gitian-example"))
+    lines = report.out_manifest.splitlines()
+    assert [ln.split("  ")[1] for ln in lines] == ["gitian-example.tar.gz"]
+    # stdout: the out lines and the result's sha256, as classic
+    assert stdout.startswith(report.out_manifest)
+    assert stdout.rstrip().endswith("gitian-example-res.yml")
+    assert "git:c884685f062074bf7af8574f6d086f76a0c53d2d hello" in report.in_manifest
+    assert report.base_manifests[0][0] == "bookworm-amd64"
+    assert "  gcc_" in report.base_manifests[0][1]
+    script = (home.var / "build-script").read_text()
+    assert "REFERENCE_DATETIME='2024-01-01 00:00:00'" in script  # the commit's author date
+    assert "NUM_PROCS=2" in script
+    assert (home.var / "build.log").read_text().startswith("+ ")
+    # the tarball really holds the program, and it runs
+    listing = subprocess.run(
+        ["tar", "-tvzf", os.fspath(home.build / "out" / "gitian-example.tar.gz")],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "gitian-example/hello" in listing and "2024-01-01 00:00" in listing
+
+
+def test_host_hashed_package_manifest_equals_grab_packages(bwrap_build: tuple[Home, str]) -> None:
+    # gbuild hashes the bound .deb cache itself; the script must agree byte for byte.
+    home, _ = bwrap_build
+    config = TargetConfig(home=home, suite="bookworm", arch="amd64", distro="debian")
+    with make_target("bwrap", config).session() as t:
+        t.run(
+            ["apt-get", "--no-install-recommends", "-y", "install", "make", "gcc"],
+            user="root", network=True, env={"DEBIAN_FRONTEND": "noninteractive"}, capture=True,
+        )  # fmt: skip
+        script = (target_bin() / "grab-packages.sh").read_bytes()
+        out = t.run(["bash"], user="root", stdin=script, network=True, capture=True).stdout
+    assert out == (home.var / "base-bookworm-amd64.manifest").read_bytes()
+    report = read_report(home.result_file("gitian-example"))
+    assert report.base_manifests[0][1].encode() == out
+
+
+def test_rebuild_on_bwrap_is_identical(bwrap_build: tuple[Home, str]) -> None:
+    home, _ = bwrap_build
+    first = read_report(home.result_file("gitian-example"))
+    start = time.monotonic()
+    gbuild(home, "bwrap", EXAMPLE, "-q")
+    took = time.monotonic() - start
+    second = read_report(home.result_file("gitian-example"))
+    assert second.out_manifest == first.out_manifest
+    assert second.in_manifest == first.in_manifest
+    assert mounts_under(home.root) == []
+    print(f"rebuild on bwrap took {took:.1f}s")
+
+
+def test_lxc_gives_the_same_out_manifest(
+    bwrap_build: tuple[Home, str], base_home: BaseHome, lxc_net: str
+) -> None:
+    reference = read_report(bwrap_build[0].result_file("gitian-example"))
+    home = base_home("lxc")
+    prepare(home)
+    gbuild(home, "lxc")
+    report = read_report(home.result_file("gitian-example"))
+    assert report.out_manifest == reference.out_manifest
+    assert report.in_manifest == reference.in_manifest
+    assert mounts_under(home.root) == []
+    assert _lxc_containers(home) == []
+
+
+def _lxc_containers(home: Home) -> list[str]:
+    lxcpath = home.var / "lxc"
+    if not lxcpath.is_dir():
+        return []
+    r = run_ok(["lxc-ls", "-P", os.fspath(lxcpath), "--active"])
+    return r.stdout.split()
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path("/proc", pid, "cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in cmdline:
+            found.append(int(pid))
+    return found
+
+
+SLOW_SCRIPT = """\
+  echo build-started
+  exec -a {marker} sleep 600
+"""
+
+
+@pytest.mark.parametrize(
+    ("backend", "signum"),
+    [("bwrap", signal.SIGINT), ("bwrap", signal.SIGTERM), ("lxc", signal.SIGINT)],
+    ids=["bwrap-SIGINT", "bwrap-SIGTERM", "lxc-SIGINT"],
+)
+def test_signal_during_build_script_leaves_nothing(
+    base_home: BaseHome, request: pytest.FixtureRequest, backend: str, signum: int,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    if backend == "lxc":
+        request.getfixturevalue("lxc_net")
+    home = base_home(backend)
+    prepare(home)
+    marker = f"gitian-test-{uuid.uuid4().hex[:12]}"
+    text = EXAMPLE.read_text().split("script: |")[0] + "script: |\n"
+    desc = tmp_path / "slow.yml"
+    desc.write_text(text + SLOW_SCRIPT.format(marker=marker))
+    home.result.mkdir(parents=True, exist_ok=True)
+    previous = home.result_file("gitian-example")
+    previous.write_bytes(b"previous result\n")
+    proc = subprocess.Popen(
+        gbuild_argv(home, backend, desc), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 300
+        log = home.var / "build.log"
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"gbuild ended early: {proc.communicate()[0].decode()}")
+            if log.exists() and b"build-started" in log.read_bytes() and _processes_with(marker):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the build script never started")
+        proc.send_signal(signum)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text_out = out.decode()
+    assert proc.returncode == (130 if signum == signal.SIGINT else 143), text_out
+    assert ("interrupted" if signum == signal.SIGINT else "SIGTERM") in text_out
+    assert previous.read_bytes() == b"previous result\n"  # untouched, no new result
+    assert mounts_under(home.root) == []
+    assert _processes_with(marker) == []
+    if backend == "lxc":
+        assert _lxc_containers(home) == []
+
+
+# -- several architectures in one run (needs an i386 base: made here, once) --------
+
+
+@pytest.fixture(scope="module")
+def i386_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    given = os.environ.get("GITIAN_TEST_BASE_HOME")
+    if given and (Path(given) / "base-bookworm-i386" / "etc").is_dir():
+        return Path(given) / "base-bookworm-i386"
+    from gitian.targets.base import BaseOptions
+    from gitian.targets.rootfs import make_base
+
+    home = Home(tmp_path_factory.mktemp("gitian-i386"))
+    make_base(home, BaseOptions(distro="debian", suite="bookworm", arch="i386"), mirror_host=None)
+    return home.base("bookworm", "i386")
+
+
+TWO_ARCH_SCRIPT = """\
+  make -C hello CC=gcc CFLAGS="-O2 -g0"
+  cp hello/hello "$OUTDIR/hello-$GBUILD_BITS"
+  uname -m > "$OUTDIR/uname-$GBUILD_BITS"
+"""
+
+
+def test_two_architectures_in_one_run(base_home: BaseHome, i386_base: Path, tmp_path: Path) -> None:
+    home = base_home("bwrap")
+    home.base("bookworm", "i386").symlink_to(i386_base)
+    prepare(home)
+    text = EXAMPLE.read_text().split("script: |")[0].replace('- "amd64"', '- "amd64"\n- "i386"')
+    desc = tmp_path / "two.yml"
+    desc.write_text(text + "script: |\n" + TWO_ARCH_SCRIPT)
+    gbuild(home, "bwrap", desc)
+    report = read_report(home.result_file("gitian-example"))
+    assert [k for k, _ in report.base_manifests] == ["bookworm-amd64", "bookworm-i386"]
+    assert "_i386.deb" in report.base_manifests[1][1]
+    names = [ln.split("  ")[1] for ln in report.out_manifest.splitlines()]
+    assert names == ["hello-32", "hello-64", "uname-32", "uname-64"]
+    out = home.build / "out"
+    assert (out / "hello-32").read_bytes()[4] == 1  # ELFCLASS32
+    assert (out / "hello-64").read_bytes()[4] == 2  # ELFCLASS64
+    assert (out / "uname-32").read_text() == "i686\n"  # setarch i386
+    assert (out / "uname-64").read_text() == "x86_64\n"
+    assert mounts_under(home.root) == []

@@ -1,0 +1,230 @@
+"""Shared helpers for the gverify tests (unit and adversarial).
+
+Real gpg, real keys: the compat keys are imported into a throwaway
+GNUPGHOME once per session, and two throwaway ed25519 keys (Mallory and
+Trent) are made for re-signing.  The gpg-agent that key generation and
+signing need is started in the throwaway home only, and stopped by
+``gpgconf --homedir`` at the end of the session.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gitian import gpg
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPAT = (ROOT.parent / "shared" / "compat").resolve()
+
+#: (package name, release, descriptor file, key set, expected output file)
+RELEASES = {
+    "monero-linux": (
+        "monero-linux-0.18",
+        "v0.18.3.1-linux",
+        "v0.18.3.1-gitian-linux.yml",
+        "monero",
+    ),
+    "monero-win": ("monero-win-0.18", "v0.18.3.4-win", "v0.18.3.4-gitian-win.yml", "monero"),
+    "monero-osx": ("monero-osx-0.18", "v0.18.4.0-osx", "v0.18.4.0-gitian-osx.yml", "monero"),
+    "bitcoin": (
+        "bitcoin-core-linux-0.21",
+        "0.21.2-linux",
+        "bitcoin-core-linux-0.21-for-gverify.yml",
+        "bitcoin",
+    ),
+}
+
+GPG_BASE = ["gpg", "--batch", "--no-tty", "--disable-dirmngr", "--no-auto-key-retrieve"]
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The key material of a test session."""
+
+    home: Path  # public keys: every compat key plus Mallory's and Trent's
+    signer_home: Path  # Mallory's and Trent's secret keys
+    mallory: str  # fingerprints
+    trent: str
+
+    def sign(self, path: Path, who: str, *, out: Path | None = None) -> Path:
+        """Make a binary detached signature of ``path`` by ``who``'s key."""
+        sig = out or path.with_name(path.name + ".sig")
+        sig.unlink(missing_ok=True)
+        subprocess.run(
+            [
+                *GPG_BASE,
+                "--homedir",
+                str(self.signer_home),
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+                "--local-user",
+                who,
+                "--detach-sign",
+                "--output",
+                str(sig),
+                str(path),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        return sig
+
+
+def _gen_key(home: Path, uid: str) -> str:
+    subprocess.run(
+        [
+            *GPG_BASE,
+            "--homedir",
+            str(home),
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            uid,
+            "ed25519",
+            "sign",
+            "never",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    out = subprocess.run(
+        [*GPG_BASE, "--homedir", str(home), "--with-colons", "--list-keys", uid],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:"))
+
+
+_MADE: list[Keys] = []
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keys]:
+    """The session's keys.  Several test modules import this fixture, and pytest
+    then holds one definition per module; the keys are made only once."""
+    if _MADE:
+        yield _MADE[0]
+        return
+    if shutil.which("gpg") is None:
+        if os.environ.get("CI") or os.environ.get("GITIAN_STRICT_SKIPS"):
+            pytest.fail("gpg missing (skips are failures in CI)")
+        pytest.skip("gpg missing")
+    base = tmp_path_factory.mktemp("gverify-keys")
+    home = base / "public"
+    signer = base / "secret"
+    for d in (home, signer):
+        d.mkdir(mode=0o700)
+    try:
+        mallory = _gen_key(signer, "Mallory <mallory@example.org>")
+        trent = _gen_key(signer, "Trent <trent@example.org>")
+        pub = base / "throwaway.asc"
+        with open(pub, "wb") as f:
+            subprocess.run(
+                [*GPG_BASE, "--homedir", str(signer), "--export", "--armor"],
+                check=True,
+                stdout=f,
+            )
+        files = sorted((COMPAT / "keys" / "monero").glob("*.asc"))
+        files += sorted(
+            p
+            for p in (COMPAT / "keys" / "bitcoin").iterdir()
+            if p.suffix in (".gpg", ".pgp", ".asc")
+        )
+        gpg.import_keys(home, [*files, pub])
+        _MADE.append(Keys(home=home, signer_home=signer, mallory=mallory, trent=trent))
+        yield _MADE[0]
+    finally:
+        _MADE.clear()
+        # Stop the agent that key generation started in our own home (by home).
+        subprocess.run(
+            ["gpgconf", "--homedir", str(signer), "--kill", "gpg-agent"],
+            check=False,
+            capture_output=True,
+        )
+
+
+def copy_release(key: str, dest: Path) -> tuple[Path, Path, str, str]:
+    """A writable copy of a compat release tree.
+
+    Returns (sigs dir for -d, release dir, package name, release).
+    """
+    package, release, _, _ = RELEASES[key]
+    src = COMPAT / "sigs" / package / release
+    sigs = dest / "sigs" / package
+    rel = sigs / release
+    shutil.copytree(src, rel, copy_function=shutil.copyfile)
+    for dirpath, dirnames, _files in os.walk(dest):
+        for name in dirnames:
+            p = os.path.join(dirpath, name)
+            os.chmod(p, os.stat(p).st_mode | stat.S_IWUSR | stat.S_IRUSR | stat.S_IXUSR)
+        os.chmod(dirpath, os.stat(dirpath).st_mode | stat.S_IWUSR)
+    return sigs, rel, package, release
+
+
+def descriptor(key: str) -> Path:
+    return COMPAT / "descriptors" / RELEASES[key][2]
+
+
+def expected_output(key: str) -> bytes:
+    package, release, _, _ = RELEASES[key]
+    return (COMPAT / "expected" / f"gverify-{package}-{release}.out").read_bytes()
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+def run_gverify(
+    args: list[str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    home: Path | None = None,
+) -> Run:
+    """Run gverify's console entry in-process; exit code, stdout, stderr."""
+    from gitian.cli.gverify import main
+
+    if home is not None:
+        monkeypatch.setenv("GNUPGHOME", str(home))
+    capsys.readouterr()
+    try:
+        main(args)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    else:  # pragma: no cover - main always exits
+        code = 0
+    sys.stdout.flush()
+    cap = capsys.readouterr()
+    return Run(code, cap.out, cap.err)
+
+
+def release_args(key: str, sigs: Path | None = None) -> list[str]:
+    package, release, desc, _ = RELEASES[key]
+    d = sigs if sigs is not None else COMPAT / "sigs" / package
+    return ["-d", str(d), "-r", release, str(COMPAT / "descriptors" / desc)]
+
+
+def verdict_lines(out: str) -> list[str]:
+    """The verdict lines of a --no-markup report, in order."""
+    words = (": OK", ": MISMATCH", ": BAD SIGNATURE", ": WRONG KEY", ": BAD ASSERT", ": REFUSED")
+    return [
+        line
+        for line in out.splitlines()
+        if line.endswith(words) or line.startswith(("missing result at", "missing signature at"))
+    ]

@@ -1,0 +1,342 @@
+"""The Psych-compatible emitter: byte-for-byte what Ruby's to_yaml writes.
+
+Expected texts come from Ruby 3.1 (Psych 4.0.3, libyaml 0.2.5), the versions
+the classic tools ran with: the hand-picked cases below, and a corpus of
+randomly generated documents in data/psych-corpus.json.  With ``ruby`` on the
+host, a further test compares fresh random documents live.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gitian.psych import Omap, dump, requested_style, resolves_to_string
+
+DATA = Path(__file__).parent / "data"
+
+# (value, what Psych writes after "- k: ")
+CASES: list[tuple[str, str]] = [
+    ("22.0", "'22.0'"),
+    ("1.0", "'1.0'"),
+    ("yes", "'yes'"),
+    ("~", '"~"'),
+    ("null", "'null'"),
+    ("", "''"),
+    ("y", '"y"'),
+    ("n", '"n"'),
+    ("<<", "!!str '<<'"),
+    ("-x", '"-x"'),
+    ("#x", '"#x"'),
+    (":x", '":x"'),
+    ("2021-02-03", "'2021-02-03'"),
+    ("2021-02-30", "2021-02-30"),
+    ("0x1F", "'0x1F'"),
+    ("019", "'019'"),
+    ("1_000", "'1_000'"),
+    ("a: b", "'a: b'"),
+    ("tab\there", '"tab\\there"'),
+    ("é", "é"),
+    ("\U0001f600", '"\\U0001F600"'),
+    (" lead", '" lead"'),
+    ("trail ", "'trail '"),
+    ("a\nb", "|-\n    a\n    b"),
+    ("a\nb\n", "|\n    a\n    b"),
+    ("a\nb\n\n", "|+\n    a\n    b\n"),
+    (" a\nb\n", "|2\n     a\n    b"),
+    ("\n", '"\\n"'),
+    ("x\n", "'x\n\n    '"),
+    ("---", '"---"'),
+    ("- a", '"- a"'),
+    ("a #b", "'a #b'"),
+    ("a#b", "a#b"),
+    ("@x", '"@x"'),
+    ("%x", '"%x"'),
+    ("!x", '"!x"'),
+    ("&x", '"&x"'),
+    ("*x", '"*x"'),
+    ("?x", '"?x"'),
+    ("? x", '"? x"'),
+    ("x:", "'x:'"),
+    ("[x", '"[x"'),
+    ("x]", "x]"),
+    ("{x}", '"{x}"'),
+    ("x,y", "x,y"),
+    ("Y", "Y"),
+    ("N", "N"),
+    ("True", "'True'"),
+    ("off", "'off'"),
+    ("0", "'0'"),
+    ("-1", '"-1"'),
+    ("1e5", "1e5"),
+    ("1.5e+5", "'1.5e+5'"),
+    (".5", '".5"'),
+    ("1:20", "'1:20'"),
+    ("12:30:45", "'12:30:45'"),
+    ("+.inf", '"+.inf"'),
+    ("git:abc def", "git:abc def"),
+]
+
+
+def test_hand_picked_strings() -> None:
+    doc = Omap((f"k{i}", v) for i, (v, _) in enumerate(CASES))
+    want = "--- !!omap\n" + "".join(f"- k{i}: {w}\n" for i, (_, w) in enumerate(CASES))
+    assert dump(doc).decode() == want
+
+
+@pytest.mark.parametrize(("value", "written"), CASES)
+def test_each_string_alone(value: str, written: str) -> None:
+    end = "...\n" if written.startswith("|+") else ""  # see the next test
+    assert dump(Omap([("k", value)])).decode() == f"--- !!omap\n- k: {written}\n{end}"
+
+
+def test_keep_chomping_at_the_end_closes_the_document() -> None:
+    # A |+ block leaves the stream open-ended: libyaml ends the document with "...",
+    assert dump(Omap([("k", "a\nb\n\n")])) == b"--- !!omap\n- k: |+\n    a\n    b\n\n...\n"
+    # even when other (non-block) scalars follow it,
+    assert dump(Omap([("k", "a\nb\n\n"), ("z", "b")])) == (
+        b"--- !!omap\n- k: |+\n    a\n    b\n\n- z: b\n...\n"
+    )
+    # but not when a later block scalar resets that.
+    assert dump(Omap([("k", "a\nb\n\n"), ("z", "b\nc\n")])) == (
+        b"--- !!omap\n- k: |+\n    a\n    b\n\n- z: |\n    b\n    c\n"
+    )
+    # "a\n\n" is not literal for Psych: its second line starts with a non-word character.
+    assert dump(Omap([("k", "a\n\n")])) == b'--- !!omap\n- k: "a\\n\\n"\n'
+
+
+def test_null_and_collections() -> None:
+    assert dump(Omap([("optionals", None)])) == b"--- !!omap\n- optionals:\n"
+    assert dump(Omap([("optionals", [])])) == b"--- !!omap\n- optionals: []\n"
+    assert dump(Omap([("optionals", {})])) == b"--- !!omap\n- optionals: {}\n"
+    assert dump(Omap([("m", Omap())])) == b"--- !!omap\n- m: !!omap []\n"
+    assert dump(Omap([("o", ["opt-a", "opt-b"])])) == b"--- !!omap\n- o:\n  - opt-a\n  - opt-b\n"
+    assert dump(Omap([("o", {"a": [1, None], "b": {"c": True}})])) == (
+        b"--- !!omap\n- o:\n    a:\n    - 1\n    -\n    b:\n      c: true\n"
+    )
+    assert dump(Omap([("m", Omap([("x", "1"), ("y", "")]))])) == (
+        b"--- !!omap\n- m: !!omap\n  - x: '1'\n  - \"y\": ''\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        (1.0, "1.0"),
+        (1e15, "1.0e+15"),
+        (123456789012345.0, "123456789012345.0"),
+        (1e-5, "1.0e-05"),
+        (0.0001, "0.0001"),
+        (-0.0, "-0.0"),
+        (float("inf"), ".inf"),
+        (float("-inf"), "-.inf"),
+        (float("nan"), ".nan"),
+        (10**20, "100000000000000000000"),
+        (False, "false"),
+    ],
+)
+def test_numbers_as_ruby_writes_them(value: Any, written: str) -> None:
+    assert dump(Omap([("k", value)])).decode() == f"--- !!omap\n- k: {written}\n"
+
+
+def test_single_quoted_folds_at_column_80_on_single_spaces() -> None:
+    text = "0123456789abcdef" * 4 + "  a file with single spaces that goes past column eighty\n"
+    assert dump(Omap([("cache_common_manifest", text)])).decode() == (
+        "--- !!omap\n- cache_common_manifest: '" + "0123456789abcdef" * 4 + "  a\n"
+        "    file with single spaces that goes past column eighty\n\n    '\n"
+    )
+    # Double spaces never fold: the line just runs on.
+    long = "x" * 90 + "  y" + "\n"
+    assert dump(Omap([("k", long)])).decode() == f"--- !!omap\n- k: '{'x' * 90}  y\n\n    '\n"
+
+
+def test_long_keys_are_not_simple() -> None:
+    key = "k" * 129
+    assert dump(Omap([(key, "v")])).decode() == f"--- !!omap\n- ? {key}\n  : v\n"
+    assert dump(Omap([("k" * 128, "v")])).decode() == f"--- !!omap\n- {'k' * 128}: v\n"
+
+
+def test_style_helpers() -> None:
+    assert requested_style("a\nb") == "literal"
+    assert requested_style("a\n") == "plain"  # libyaml then single-quotes it
+    assert not resolves_to_string("22.0")
+    assert not resolves_to_string("")
+    assert resolves_to_string("0.21.1-linux")
+    assert resolves_to_string("v0.18.3.1-linux")
+
+
+def _from_json(v: Any) -> Any:
+    if isinstance(v, dict):
+        if "__omap__" in v:
+            return Omap((_from_json(k), _from_json(x)) for k, x in v["__omap__"])
+        return {k: _from_json(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_from_json(x) for x in v]
+    return v
+
+
+def _to_json(v: Any) -> Any:
+    if isinstance(v, Omap):
+        return {"__omap__": [[_to_json(k), _to_json(x)] for k, x in v]}
+    if isinstance(v, list):
+        return [_to_json(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _to_json(x) for k, x in v.items()}
+    return v
+
+
+def test_corpus_generated_by_ruby() -> None:
+    corpus = json.loads((DATA / "psych-corpus.json").read_text())["cases"]
+    assert len(corpus) > 250
+    bad = [c for c in corpus if dump(_from_json(c["value"])).decode() != c["yaml"]]
+    assert not bad, f"{len(bad)} of {len(corpus)} differ; first: {bad[0]!r}"
+
+
+# -- live comparison with Ruby, when it is installed -----------------------
+
+_RUBY = r"""
+require 'json'
+require 'yaml'
+def conv(x)
+  case x
+  when Hash
+    if x.key?("__omap__")
+      o = YAML::Omap.new
+      x["__omap__"].each { |k, v| o[conv(k)] = conv(v) }
+      o
+    else
+      x.each_with_object({}) { |(k, v), h| h[conv(k)] = conv(v) }
+    end
+  when Array then x.map { |e| conv(e) }
+  else x
+  end
+end
+docs = JSON.parse(STDIN.read, allow_nan: true)
+STDOUT.write(JSON.generate(docs.map { |d|
+  begin; conv(d).to_yaml; rescue ArgumentError; nil; end
+}))
+"""
+
+_PIECES = [
+    "abc",
+    "x" * 70,
+    "0123456789abcdef" * 4,
+    " ",
+    "  ",
+    "\n",
+    "\n\n",
+    "#",
+    "'",
+    '"',
+    ":",
+    "- ",
+    "é",
+    "\t",
+    "yes",
+    "1.0",
+    "~",
+    "null",
+    "|",
+    ">",
+    "?",
+    ",",
+    "%",
+    "@",
+    "!",
+    "git:",
+    "2021-02-03",
+    "1:20",
+    "0o7",
+    "1_000",
+    "<<",
+    "---",
+    "...",
+    "\u2028",
+    "\U0001f600",
+    "y",
+]
+
+
+def _text(r: random.Random) -> str:
+    return "".join(r.choice(_PIECES) for _ in range(r.choice([0, 1, 2, 3, 6, 12, 30])))
+
+
+def _value(r: random.Random, depth: int = 0) -> Any:
+    c = r.randrange(10 if depth < 3 else 6)
+    if c == 0:
+        return None
+    if c == 1:
+        return r.choice([True, False, 0, -5, 123456789, 0.5, 1e20, 1e-5])
+    if c < 6:
+        return _text(r)
+    if c < 8:
+        return [_value(r, depth + 1) for _ in range(r.randrange(4))]
+    return {f"{_text(r)}{i}": _value(r, depth + 1) for i in range(r.randrange(4))}
+
+
+def _require_ruby() -> None:
+    """Skip without ruby; in CI (skips are failures there) fail instead."""
+    if shutil.which("ruby") is None:
+        msg = "missing host tools: ruby (Debian package ruby)"
+        if os.environ.get("CI") or os.environ.get("GITIAN_STRICT_SKIPS"):
+            pytest.fail(msg + " (skips are failures in CI)")
+        pytest.skip(msg)
+
+
+def test_random_documents_against_live_ruby() -> None:
+    _require_ruby()
+    r = random.Random()
+    seed = r.randrange(1 << 30)
+    r.seed(seed)
+    docs = []
+    for i in range(400):
+        bases = Omap((f"{_text(r)}{j}", _text(r)) for j in range(r.randrange(3)))
+        docs.append(
+            Omap(
+                [
+                    ("out_manifest", _text(r)),
+                    ("in_manifest", _text(r) + r.choice(["", "\n"])),
+                    ("base_manifests", bases),
+                    ("k" + str(i), _text(r)),
+                    ("optionals", _value(r)),
+                ]
+            )
+        )
+    res = subprocess.run(
+        ["ruby", "-e", _RUBY],
+        input=json.dumps([_to_json(d) for d in docs]).encode(),
+        capture_output=True,
+        check=True,
+    )
+    want = json.loads(res.stdout)
+    bad = [
+        (d, w) for d, w in zip(docs, want, strict=True) if w is not None and dump(d).decode() != w
+    ]
+    assert not bad, f"seed {seed}: {len(bad)} differ; first: {bad[0]!r}"
+
+
+def test_dates_and_times_as_psych_writes_them() -> None:
+    import datetime as dt
+
+    minus5 = dt.timezone(dt.timedelta(hours=-5))
+    doc = Omap(
+        [
+            ("d", dt.date(2021, 2, 3)),
+            ("a", dt.datetime(2001, 12, 14, 21, 59, 43, 100000, tzinfo=minus5)),
+            ("b", dt.datetime(2001, 12, 14, 21, 59, 43, 100000, tzinfo=dt.UTC)),
+            ("c", dt.datetime(2001, 12, 14, 21, 59, 43)),  # no zone: local time, TZ=UTC
+        ]
+    )
+    assert dump(doc).decode() == (
+        "--- !!omap\n- d: 2021-02-03\n"
+        "- a: 2001-12-14 21:59:43.100000000 -05:00\n"
+        "- b: 2001-12-14 21:59:43.100000000 Z\n"
+        "- c: 2001-12-14 21:59:43.000000000 +00:00\n"
+    )

@@ -1,0 +1,163 @@
+"""The classic target tools' command lines (no target is started here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gitian.cli import targettools as tt
+from gitian.targets.base import BaseOptions, TargetConfig
+
+
+def call(main: Any, argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    return int(e.value.code or 0), capsys.readouterr().err
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for v in ("USE_LXC", "USE_DOCKER", "USE_VBOX", "USE_BWRAP", "DISTRO", "LXC_SUITE",
+              "LXC_ARCH", "GITIAN_BASE", "MIRROR_HOST"):  # fmt: skip
+        monkeypatch.delenv(v, raising=False)
+
+
+class Recorder:
+    """Stands in for a backend class to see what the CLI asks of it."""
+
+    made: list[BaseOptions] = []
+    reason: str | None = None
+
+    def __init__(self, config: TargetConfig) -> None:
+        self.config = config
+
+    @classmethod
+    def unavailable_reason(cls, *, for_base: bool = False) -> str | None:
+        return cls.reason
+
+    def make_base(self, options: BaseOptions) -> None:
+        Recorder.made.append(options)
+
+
+@pytest.fixture
+def recorder(monkeypatch: pytest.MonkeyPatch) -> type[Recorder]:
+    Recorder.made = []
+    Recorder.reason = None
+    monkeypatch.setattr(tt, "backend_class", lambda name: Recorder)
+    monkeypatch.setattr(tt, "make_target", lambda name, cfg: Recorder(cfg))
+    return Recorder
+
+
+def test_make_base_vm_flags(
+    recorder: type[Recorder], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = call(
+        tt.make_base_vm,
+        ["--bwrap", "--distro", "debian", "--suite", "bookworm", "--arch", "i386",
+         "--mirror", "http://m.test/debian", "--workdir", str(tmp_path)],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    (opts,) = recorder.made
+    assert (opts.distro, opts.suite, opts.arch, opts.mirror) == (
+        "debian", "bookworm", "i386", "http://m.test/debian"
+    )  # fmt: skip
+    assert opts.disksize_mb == 12287
+
+
+def test_make_base_vm_defaults_are_classic(
+    recorder: type[Recorder], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _ = call(tt.make_base_vm, ["--lxc", "--workdir", str(tmp_path)], capsys)
+    assert code == 0
+    assert (recorder.made[0].distro, recorder.made[0].suite) == ("ubuntu", "xenial")
+
+
+def test_make_base_vm_says_what_is_missing_before_anything(
+    recorder: type[Recorder], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    recorder.reason = "debootstrap is missing (apt-get install debootstrap)"
+    code, err = call(tt.make_base_vm, ["--lxc", "--workdir", str(tmp_path / "h")], capsys)
+    assert code == 2
+    assert "cannot make a base for the lxc backend: debootstrap is missing" in err
+    assert recorder.made == [] and not (tmp_path / "h").exists()
+
+
+@pytest.mark.parametrize(
+    "argv,msg",
+    [
+        (["--lxc", "--bwrap"], "choose one of --lxc / --bwrap"),
+        (["--lxc", "--backend", "bwrap"], "contradicts"),
+        (["--bwrap", "--disksize", "0"], "--disksize"),
+        (["--backend", "nosuch"], "nosuch"),
+    ],
+)
+def test_make_base_vm_bad_usage(
+    recorder: type[Recorder], argv: list[str], msg: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = call(tt.make_base_vm, argv, capsys)
+    assert code == 2 and msg in err
+
+
+def test_start_target_arguments(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, err = call(tt.start_target, ["48", "bookworm-amd64", "--workdir", str(tmp_path)], capsys)
+    assert code == 2 and "BITS" in err
+    code, err = call(tt.start_target, ["64", "bookworm", "--workdir", str(tmp_path)], capsys)
+    assert code == 2 and "SUITE-ARCH" in err
+
+
+def test_on_target_without_started_target(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, err = call(tt.on_target, ["--backend", "bwrap", "--workdir", str(tmp_path), "id"], capsys)
+    assert code == 2 and "start-target" in err
+
+
+def test_stop_target_without_target_is_quiet(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, err = call(tt.stop_target, ["--workdir", str(tmp_path)], capsys)
+    assert code == 0 and err == ""
+
+
+def test_env_assignments() -> None:
+    assert tt._assignments(("A=1 B=x=y", "C=")) == {"A": "1", "B": "x=y", "C": ""}
+    with pytest.raises(tt.UsageError):
+        tt._assignments(("NOVALUE",))
+
+
+def test_state_file_round_trip(tmp_path: Path) -> None:
+    home = tt.Home(tmp_path)
+    assert tt.TargetState.load(home) is None
+    st = tt.TargetState("lxc", "bookworm", "i386", "debian")
+    st.save(home)
+    assert json.loads((tmp_path / "var/target.json").read_text())["backend"] == "lxc"
+    assert tt.TargetState.load(home) == st
+    (tmp_path / "var/target.json").write_text("{")
+    with pytest.raises(tt.UsageError, match="unreadable"):
+        tt.TargetState.load(home)
+    tt.TargetState.remove(home)
+    assert tt.TargetState.load(home) is None
+
+
+def test_target_from_state_and_classic_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tt.Home(tmp_path)
+    monkeypatch.setattr(tt, "backend_class", lambda name: Recorder)
+    monkeypatch.setattr(tt, "make_target", lambda name, cfg: Recorder(cfg))
+    Recorder.reason = None
+    monkeypatch.setenv("LXC_SUITE", "trixie")
+    monkeypatch.setenv("LXC_ARCH", "i386")
+    monkeypatch.setenv("USE_LXC", "1")
+    monkeypatch.setenv("DISTRO", "debian")
+    name, t = tt._target(home, None)
+    assert name == "lxc" and (t.config.suite, t.config.arch, t.config.user) == (
+        "trixie", "i386", "debian"
+    )  # fmt: skip
+    tt.TargetState("bwrap", "bookworm", "amd64", "debian").save(home)
+    name, t = tt._target(home, None)
+    assert name == "bwrap" and t.config.suite == "bookworm"
