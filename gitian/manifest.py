@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gitian import psych
 from gitian.descriptor import oneline, safe_yaml
 from gitian.errors import DescriptorError, InputError
 from gitian.run import write_atomic
@@ -228,6 +227,8 @@ def _utf8(key: str, text: str) -> str:
 
 
 def _result_pairs(report: Report) -> list[tuple[str, Any]]:
+    from gitian import psych  # the writer is heavy; readers never need it
+
     _utf8("out_manifest", report.out_manifest)
     _utf8("in_manifest", report.in_manifest)
     for k, v in report.base_manifests:
@@ -246,11 +247,15 @@ def _result_pairs(report: Report) -> list[tuple[str, Any]]:
 
 def dump_result(report: Report) -> bytes:
     """The result file gbuild writes, byte-identical to the classic tool's."""
+    from gitian import psych  # the writer is heavy; readers never need it
+
     return psych.dump(psych.Omap(_result_pairs(report)))
 
 
 def dump_assert(report: Report, release: str, name: str, optionals: Any) -> bytes:
     """The assert gsign writes for ``report``, byte-identical to the classic tool's."""
+    from gitian import psych  # the writer is heavy; readers never need it
+
     pairs = _result_pairs(report) + [
         ("release", release),
         ("name", name),
@@ -262,6 +267,8 @@ def dump_assert(report: Report, release: str, name: str, optionals: Any) -> byte
 
 def dump_report(report: Report) -> bytes:
     """A result, or an assert when ``report`` carries the assert fields."""
+    from gitian import psych  # the writer is heavy; readers never need it
+
     if not report.has_assert_fields:
         return dump_result(report)
     return psych.dump(

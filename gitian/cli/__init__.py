@@ -47,7 +47,8 @@ def entry(command: click.Command, prog: str | None = None) -> Callable[[], NoRet
         try:
             rv: Any = command.main(args=argv, prog_name=name, standalone_mode=False)
         except click.exceptions.Abort:
-            click.echo(f"{name}: interrupted", err=True)
+            # Click turns Ctrl-C into Abort once every context manager has run.
+            click.echo(f"{name}: interrupted; everything started was stopped", err=True)
             sys.exit(130)
         except click.ClickException as e:
             e.show()

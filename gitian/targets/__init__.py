@@ -101,5 +101,19 @@ def config_from_env(
     )
 
 
+def fastest_available(order: tuple[str, ...] = ("bwrap", "lxc", "docker", "kvm")) -> str:
+    """The first backend in ``order`` (fastest first) that can make a base here."""
+    reasons = []
+    for name in order:
+        try:
+            reason = backend_class(name).unavailable_reason(for_base=True)
+        except UsageError as e:
+            reason = e.message
+        if reason is None:
+            return name
+        reasons.append(f"{name}: {reason}")
+    raise UsageError("no backend can run on this host: " + "; ".join(reasons))
+
+
 def make_target(name: str, config: TargetConfig) -> Target:
     return backend_class(name)(config)

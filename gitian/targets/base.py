@@ -28,6 +28,8 @@ import abc
 import os
 import shlex
 import subprocess
+import tarfile
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -276,20 +278,40 @@ class PrefixTarget(Target):
         dest.mkdir(parents=True, exist_ok=True)
         parent, _, base = src.rstrip("/").rpartition("/")
         script = 'set -e; cd -- "${1:-.}"; tar --numeric-owner -cf - -- "$2"'
-        untar = ["tar", "-C", os.fspath(dest), "--no-same-owner", "-xf", "-"]
-        self._pipe_tar(
-            untar,
-            [
-                "sh",
-                "-c",
-                script,
-                "copy-from",
-                parent or ("/" if src.startswith("/") else "."),
-                base,
-            ],
-            user=u,
-            into=False,
-        )
+        where = parent or ("/" if src.startswith("/") else ".")
+        remote = self.exec_prefix(
+            user=u, env=self.user_env(u), network=False, interactive=False
+        ) + ["sh", "-c", script, "copy-from", where, base]
+        log.debug("+ " + shlex.join(remote) + " | (extract into " + os.fspath(dest) + ")")
+        # What comes out of a target is untrusted: extract it here, not with a
+        # root tar, so no device node, set-id bit, foreign owner or path
+        # outside ``dest`` can be created (see _untrusted_member).
+        with tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(
+                remote, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err
+            )
+            assert proc.stdout is not None
+            problem = None
+            try:
+                with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+                    tar.extractall(dest, filter=_untrusted_member)
+            except (tarfile.TarError, OSError) as e:
+                problem = str(e)
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+            finally:
+                proc.stdout.close()
+            if problem is not None and proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            err.seek(0)
+            msg = err.read().decode("utf-8", "replace").strip()
+        if proc.returncode or problem:
+            raise TargetError(
+                f"copy-from-target {src} failed: {(problem or msg or 'tar failed')[-2000:]}"
+            )
 
     def _pipe_tar(
         self, host_cmd: list[str], target_cmd: list[str], *, user: str, into: bool
@@ -321,3 +343,18 @@ class PrefixTarget(Target):
             what = "copy-to-target" if into else "copy-from-target"
             msg = (e1 or b"").decode("utf-8", "replace") + (e2 or b"").decode("utf-8", "replace")
             raise TargetError(f"{what} failed: {msg.strip()[-2000:] or 'tar failed'}")
+
+
+def _untrusted_member(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    """Filter for trees copied out of a target.
+
+    tarfile's ``tar`` filter refuses absolute names, names (and writes through
+    symlinks) that leave ``dest`` and clears set-id bits; on top of that,
+    device nodes and FIFOs are refused and ownership is not carried over, so
+    the copy belongs to the host user running gbuild.  Symlinks themselves are
+    kept as they are: the output manifest decides what a link means.
+    """
+    if member.ischr() or member.isblk() or member.isfifo():
+        raise tarfile.FilterError(f"refusing special file {member.name!r} from the target")
+    filtered = tarfile.tar_filter(member, dest)
+    return filtered.replace(uid=None, gid=None, uname=None, gname=None, deep=False)  # type: ignore[arg-type]
