@@ -100,6 +100,8 @@ class Builder:
         self.home = home
         self.opts = options
         self.make_target = make_target
+        # .debs the current target held before the install steps (see _push_debs)
+        self._debs_before: set[str] = set()
         self.out = out if out is not None else sys.stdout
         self.timings: list[tuple[str, float, bool]] = []
         self._live: Target | None = None
@@ -516,7 +518,30 @@ class Builder:
                 shutil.rmtree(tmp, ignore_errors=True)
 
     # -- the host-side .deb cache (for backends that cannot bind it) -----------
+    def _target_debs(self, target: Target) -> set[str]:
+        """The .deb file names in the target's /var/cache/apt/archives."""
+        listing = target.run(
+            [
+                "find",
+                ARCHIVES,
+                "-maxdepth",
+                "1",
+                "-type",
+                "f",
+                "-name",
+                "*.deb",
+                "-printf",
+                "%f\\n",
+            ],
+            user="root",
+            capture=True,
+        ).stdout.decode("utf-8", "replace")
+        return {n for n in listing.splitlines() if DEB_NAME.fullmatch(n)}
+
     def _push_debs(self, target: Target, arch: str) -> None:
+        """Give the target the cached .debs it does not hold yet (a VM image
+        already carries its base's), and remember what it held."""
+        self._debs_before = self._target_debs(target)
         cache = self.home.package_cache
         if not cache.is_dir():
             return
@@ -527,7 +552,9 @@ class Builder:
             if e.is_file(follow_symlinks=False)
             and DEB_NAME.fullmatch(e.name)
             and e.name[:-4].rsplit("_", 1)[-1] in archs
+            and e.name not in self._debs_before
         )
+        self._debs_before |= set(names)
         if not names:
             return
         tar = subprocess.Popen(
@@ -550,26 +577,12 @@ class Builder:
             tar.wait()
 
     def _pull_debs(self, target: Target) -> None:
+        """Keep the .debs this build downloaded in the host cache."""
         cache = self.home.package_cache
         cache.mkdir(parents=True, exist_ok=True)
-        listing = target.run(
-            [
-                "find",
-                ARCHIVES,
-                "-maxdepth",
-                "1",
-                "-type",
-                "f",
-                "-name",
-                "*.deb",
-                "-printf",
-                "%f\\n",
-            ],  # fmt: skip
-            user="root",
-            capture=True,
-        ).stdout.decode("utf-8", "replace")
+        listing = self._target_debs(target) - self._debs_before
         have = {e.name for e in os.scandir(cache)}
-        new = sorted(n for n in listing.splitlines() if DEB_NAME.fullmatch(n) and n not in have)
+        new = sorted(n for n in listing if n not in have)
         if not new:
             return
         tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".incoming-"))
