@@ -14,7 +14,9 @@ same site start-up a console script pays) in the same interleaved runs, and
 prints gverify's time without it.  The package's modules are byte-compiled
 first, as an installed package is (PYTHONDONTWRITEBYTECODE would otherwise
 make every run compile them again).
-Usage: bench/gverify.py [-n REPS] [--gverify PATH]
+With ``--baseline PATH`` another gverify program (say, an older checkout's)
+is timed in the same interleaved runs, for a before/after comparison.
+Usage: bench/gverify.py [-n REPS] [--gverify PATH] [--baseline PATH]
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", "--reps", type=int, default=21)
     ap.add_argument("--gverify", default=None, help="gverify program to time")
+    ap.add_argument("--baseline", default=None, help="another gverify program to time alongside")
     args = ap.parse_args()
 
     sigs = COMPAT / "sigs" / PACKAGE
@@ -125,8 +128,9 @@ def main() -> int:
             RELEASE,
             str(DESCRIPTOR),
         ]
-        # Warm up both (page cache, trust database), and check they succeed.
-        for argv in (loop, gv):
+        base_gv = [args.baseline, *gv[1:]] if args.baseline else None
+        # Warm up (page cache, trust database), and check they all succeed.
+        for argv in (loop, gv, *([base_gv] if base_gv else [])):
             _, rc = timed(argv, env)
             if rc != 0:
                 print(f"failed (exit {rc}): {' '.join(argv)}", file=sys.stderr)
@@ -134,10 +138,13 @@ def main() -> int:
         loop_t: list[float] = []
         gv_t: list[float] = []
         bare_t: list[float] = []
+        base_t: list[float] = []
         for _ in range(args.reps):
             loop_t.append(timed(loop, env)[0])
             gv_t.append(timed(gv, env)[0])
             bare_t.append(timed(bare, env)[0])
+            if base_gv:
+                base_t.append(timed(base_gv, env)[0])
 
     lm, gm, bm = (statistics.median(t) for t in (loop_t, gv_t, bare_t))
     print(f"release:  {PACKAGE} {RELEASE} ({len(signers)} signers), {args.reps} runs each")
@@ -151,6 +158,12 @@ def main() -> int:
     )
     print(f"ratio    {gm / lm:.2f}  (goal: at most 1.5)")
     print(f"ratio without interpreter start-up: {(gm - bm) / lm:.2f}")
+    if base_t:
+        bgm = statistics.median(base_t)
+        print(
+            f"baseline median {bgm * 1000:7.1f} ms  (min {min(base_t) * 1000:.1f}; "
+            f"{args.baseline}): ratio {bgm / lm:.2f}, without start-up {(bgm - bm) / lm:.2f}"
+        )
     return 0
 
 

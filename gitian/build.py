@@ -40,7 +40,7 @@ from gitian.descriptor import Descriptor
 from gitian.errors import BuildError, CommandError, TargetError
 from gitian.home import Home, target_bin
 from gitian.manifest import Report, dump_result, in_manifest_text
-from gitian.run import write_atomic
+from gitian.run import remove_tree, write_atomic
 from gitian.targets.base import Target
 
 TargetFactory = Callable[[str, str], Target]
@@ -154,7 +154,7 @@ class Builder:
         if h.build.is_symlink() or h.build.is_file():
             h.build.unlink()
         elif h.build.exists():
-            shutil.rmtree(h.build)
+            remove_tree(h.build)  # any depth: shutil.rmtree recurses
         h.build.mkdir(parents=True)
         h.result.mkdir(parents=True, exist_ok=True)
         h.var.mkdir(parents=True, exist_ok=True)

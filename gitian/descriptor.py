@@ -11,8 +11,11 @@ no code sees the raw YAML.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
+import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -73,9 +76,22 @@ APT_SOURCE = re.compile(r"deb(-src)? (\[[A-Za-z0-9=,._:/+\- ]+\] )?[A-Za-z0-9:/.
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Anything a terminal could act on or that would break a message's one line:
 # C0 and C1 controls, DEL, line/paragraph separators and bidirectional overrides.
-UNPRINTABLE = re.compile(
+# (Compiled on first use, by oneline(); compiling it costs gverify's start-up
+# several milliseconds, and most messages are printable as they are.)
+_UNPRINTABLE = (
     r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
 )
+
+
+@functools.cache
+def _unprintable() -> re.Pattern[str]:
+    return re.compile(_UNPRINTABLE)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "UNPRINTABLE":  # the compiled pattern, as before
+        return _unprintable()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def oneline(text: str) -> str:
@@ -85,12 +101,19 @@ def oneline(text: str) -> str:
     parser problems) go through this, so they stay on one line and can never
     move a terminal's cursor or change its colours.
     """
-    return UNPRINTABLE.sub(lambda m: _escape(m.group()), text)
+    if text.isprintable():
+        return text
+    # Every character Python does not call printable: C0/C1 controls, DEL,
+    # format characters (bidi overrides, zero-width), separators other than
+    # the space, unassigned and private code points, lone surrogates.
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
 
 
 def _escape(ch: str) -> str:
     o = ord(ch)
-    return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}"
+    if o < 0x100:
+        return f"\\x{o:02x}"
+    return f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
 
 
 @dataclass(frozen=True)
@@ -174,7 +197,11 @@ def load(path: str | Path) -> Descriptor:
     p = Path(path)
     shown = oneline(str(p))
     try:
-        with open(p, "rb") as f:
+        # O_NONBLOCK: a FIFO given as the descriptor must not hang us.
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise DescriptorError(f"{shown}: not a regular file")
             raw = f.read(MAX_DESCRIPTOR_BYTES + 1)
     except FileNotFoundError:
         raise DescriptorError(f"{shown}: no such descriptor") from None
@@ -220,6 +247,10 @@ def safe_yaml(raw: bytes, where: str, *, allow_omap: bool = False) -> Any:
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
+        try:
+            return _load_unscanned(text, where, allow_omap)
+        except _ScanNeeded:
+            pass
         _scan_events(text, where, allow_omap)
         loader = _SafeLoader(text)
         try:
@@ -257,6 +288,109 @@ _OMAP = _STANDARD + "omap"
 _IMPLICIT_TAGS = {
     _STANDARD + t for t in ("str", "int", "float", "bool", "null", "timestamp", "seq", "map")
 }
+
+
+# --------------------------------------------------------------------------
+# The fast path: most files (every real assert) hold no tag, anchor, alias or
+# flow collection, and then the event scan cannot find anything that a look
+# at the composed tree does not.  Composing first is only safe when nesting
+# is bounded before composing (the C composer recurses), so the fast path is
+# taken only when the text itself bounds it; whenever anything is in doubt -
+# the text, a composer error, the tree - the document goes the scanned way,
+# and gets exactly the verdict and message it always got.
+
+
+class _ScanNeeded(Exception):
+    """The fast path does not apply: scan the events first."""
+
+
+_BLANKZ = frozenset(" \t\r\n\x85\u2028\u2029")  # libyaml's blanks and breaks
+_FAST_MAX_DEPTH = 1000  # nesting the C composer survives even with a small stack
+
+
+def _scan_needless(text: str, allow_omap: bool) -> bool:
+    """Whether ``text`` provably holds no tag but ``!!omap``, no %TAG directive,
+    no anchor or alias, no flow collection and no nesting deeper than
+    :data:`_FAST_MAX_DEPTH`.
+
+    A tag or a %TAG directive needs a '!', and every '!' here must begin or
+    end a ``!!omap`` followed by a blank.  Anchors need '&', aliases '*', flow
+    collections '[' or '{'.  (Such characters inside scalars only send the
+    text the scanned way.)  Without flow collections every collection is a
+    block one, and libyaml opens a block collection only at a column greater
+    than the enclosing one's (a sequence directly under a mapping key may
+    share its column, once): the depth is at most twice the longest line.
+    """
+    if "&" in text or "*" in text or "[" in text or "{" in text:
+        return False
+    i = text.find("!")
+    while i >= 0:
+        if not (
+            allow_omap and text.startswith("!!omap", i) and text[i + 6 : i + 7] in _BLANKZ
+        ):
+            return False
+        i = text.find("!", i + 2)
+    # Composing first must not cost more than the scan would allow either: in
+    # block-only YAML every scalar is the root, a key before ':' or a value
+    # after ':', '-' or '?', and every collection holds at least one node, so
+    # this bounds the node count before anything is built (a megabyte of
+    # "- 1" lines would otherwise take seconds and hundreds of MB to compose).
+    indicators = text.count(":") * 2 + text.count("-") + text.count("?") + 1
+    if 2 * indicators > MAX_EXPANDED_NODES:
+        return False
+    longest = max(map(len, text.split("\n")))
+    return 2 * (longest + 2) <= _FAST_MAX_DEPTH
+
+
+def _tree_within_bounds(root: yaml.Node, allow_omap: bool) -> bool:
+    """What :func:`_scan_events` checks, on a tree composed without anchors or
+    aliases: node count, depth, and no tag but implicit ones and ``!!omap`` on
+    a sequence.  (Other resolved tags such as ``<<`` are not the scan's to
+    refuse, but sending them the scanned way changes nothing: _check_node
+    refuses them there.)"""
+    count = 0
+    stack: list[tuple[yaml.Node, int]] = [(root, 0)]
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_EXPANDED_NODES:
+            return False
+        tag = node.tag
+        if tag not in _IMPLICIT_TAGS and not (
+            allow_omap and tag == _OMAP and isinstance(node, yaml.SequenceNode)
+        ):
+            return False
+        if isinstance(node, yaml.SequenceNode):
+            if depth >= MAX_DEPTH:
+                return False
+            stack.extend((c, depth + 1) for c in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            if depth >= MAX_DEPTH:
+                return False
+            for k, v in node.value:
+                stack.append((k, depth + 1))
+                stack.append((v, depth + 1))
+    return True
+
+
+def _load_unscanned(text: str, where: str, allow_omap: bool) -> Any:
+    """Load without the event scan, or raise :class:`_ScanNeeded`."""
+    if not _scan_needless(text, allow_omap):
+        raise _ScanNeeded
+    loader = _SafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except Exception:  # whatever it is, the scanned way says it
+            raise _ScanNeeded from None
+        if node is None:
+            return None
+        if not _tree_within_bounds(node, allow_omap):
+            raise _ScanNeeded
+        _check_node(node, where, allow_omap)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def _scan_events(text: str, where: str, allow_omap: bool) -> None:
@@ -402,8 +536,8 @@ def _str(v: Any, key: str) -> str:
 
 
 def _no_control(v: str, key: str, *, allow_newlines: bool = False) -> str:
-    bad = CONTROL.search(v.replace("\n", "").replace("\t", "") if allow_newlines else v)
-    if bad:
+    # C0 and C1 controls, DEL, bidi overrides, zero-width and line separators alike
+    if not (v.replace("\n", "").replace("\t", "") if allow_newlines else v).isprintable():
         raise DescriptorError(f"{key!r} contains a control character: {_printable(v)}")
     return v
 

@@ -16,7 +16,9 @@ needs ``pass_fds``, which :func:`gitian.run.run` does not offer, so this
 module calls :mod:`subprocess` itself - argv lists only, never a shell.)
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: with it, NamedTuple compiles
+# every field's annotation string at import, which costs gverify's start-up
+# milliseconds (issue 2).
 
 import os
 import subprocess
@@ -381,81 +383,161 @@ def as_signed_message(signature: bytes, data: bytes) -> bytes | None:
     return _packet(4, ops) + _packet(11, literal) + signature
 
 
+class _Batch:
+    """One ``gpg --verify-files`` run over signed messages, started and not yet read."""
+
+    def __init__(
+        self,
+        messages: Sequence[bytes],
+        keyring: Keyring,
+        program: Sequence[str],
+        timeout: float,
+    ) -> None:
+        self.count = len(messages)
+        self.timeout = timeout
+        fds: list[int] = []
+        try:
+            for m in messages:
+                fds.append(_memfd("signed-message", m))
+            argv = [
+                *program,
+                *OFFLINE_OPTIONS,
+                *keyring.options(),
+                "--status-fd",
+                "1",
+                "--logger-fd",
+                "1",
+                "--enable-special-filenames",
+                "--verify-files",
+                "--",
+                *(f"-&{fd}" for fd in fds),
+            ]
+            log.debug("+ " + " ".join(argv))
+            try:
+                self.proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    pass_fds=tuple(fds),
+                    env=_env(),
+                )
+            except FileNotFoundError:
+                raise ToolMissingError(
+                    f"verify program not found: {program[0]}",
+                    hint="install with: apt-get install gnupg",
+                ) from None
+        finally:
+            for fd in fds:  # gpg has its own copies
+                os.close(fd)
+        self.index = {f"-&{fd}": i for i, fd in enumerate(fds)}
+        self.done = False
+
+    def kill(self) -> None:
+        """Stop gpg (its results are not wanted) and reap it; once is enough."""
+        if self.done:
+            return
+        self.done = True
+        self.proc.kill()
+        self.proc.communicate()
+
+    def finish(self) -> tuple[list[Verification | None], int]:
+        """Wait for gpg.  A :class:`Verification` for each clean good message (else
+        ``None``), and how many messages gpg finished before it stopped."""
+        try:
+            stdout, _ = self.proc.communicate(timeout=self.timeout)
+            self.done = True
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return [None] * self.count, 0
+        except BaseException:
+            self.kill()
+            raise
+        results: list[Verification | None] = [None] * self.count
+        finished = 0
+        current: int | None = None
+        status: list[str] = []
+        text: list[str] = []
+        for line in stdout.decode("utf-8", "replace").splitlines():
+            if line.startswith("[GNUPG:] FILE_START "):
+                parts = line.split(" ", 3)
+                current = self.index.get(parts[3]) if len(parts) == 4 else None
+                status, text = [], []
+            elif line == "[GNUPG:] FILE_DONE":
+                if current is not None:
+                    finished = max(finished, current + 1)
+                    joined = "\n".join(status)
+                    sigs = parse_status(joined)
+                    v = Verification(
+                        returncode=0,
+                        signatures=sigs,
+                        status_lines=tuple(status),
+                        text="".join(t + "\n" for t in text),
+                    )
+                    if len(sigs) == 1 and v.good and joined.count("[GNUPG:] NEWSIG") == 1:
+                        results[current] = v
+                current = None
+            elif current is not None:
+                (status if line.startswith("[GNUPG:] ") else text).append(line)
+        return results, finished
+
+
 def _batch(
     messages: Sequence[bytes], keyring: Keyring, program: Sequence[str], timeout: float
 ) -> tuple[list[Verification | None], int]:
-    """One gpg run over ``messages``.
+    """One gpg run over ``messages`` (see :meth:`_Batch.finish`)."""
+    return _Batch(messages, keyring, program, timeout).finish()
 
-    Returns a :class:`Verification` for each clean good one (else ``None``), and
-    how many messages gpg finished before it stopped.
-    """
-    fds: list[int] = []
-    try:
-        for m in messages:
-            fds.append(_memfd("signed-message", m))
-        argv = [
-            *program,
-            *OFFLINE_OPTIONS,
-            *keyring.options(),
-            "--status-fd",
-            "1",
-            "--logger-fd",
-            "1",
-            "--enable-special-filenames",
-            "--verify-files",
-            "--",
-            *(f"-&{fd}" for fd in fds),
-        ]
-        log.debug("+ " + " ".join(argv))
-        try:
-            proc = subprocess.run(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                pass_fds=tuple(fds),
-                env=_env(),
-                timeout=timeout,
-                check=False,
-            )
-        except FileNotFoundError:
-            raise ToolMissingError(
-                f"verify program not found: {program[0]}",
-                hint="install with: apt-get install gnupg",
-            ) from None
-        except subprocess.TimeoutExpired:
-            return [None] * len(messages), 0
-    finally:
-        for fd in fds:
-            os.close(fd)
-    index = {f"-&{fd}": i for i, fd in enumerate(fds)}
-    results: list[Verification | None] = [None] * len(messages)
-    finished = 0
-    current: int | None = None
-    status: list[str] = []
-    text: list[str] = []
-    for line in proc.stdout.decode("utf-8", "replace").splitlines():
-        if line.startswith("[GNUPG:] FILE_START "):
-            parts = line.split(" ", 3)
-            current = index.get(parts[3]) if len(parts) == 4 else None
-            status, text = [], []
-        elif line == "[GNUPG:] FILE_DONE":
-            if current is not None:
-                finished = max(finished, current + 1)
-                joined = "\n".join(status)
-                sigs = parse_status(joined)
-                v = Verification(
-                    returncode=0,
-                    signatures=sigs,
-                    status_lines=tuple(status),
-                    text="".join(t + "\n" for t in text),
+
+class _Chunk:
+    """Some of the pairs of :func:`start_many`, their first gpg run started."""
+
+    def __init__(
+        self,
+        items: Sequence[tuple[bytes, bytes]],
+        keyring: Keyring,
+        program: Sequence[str],
+        timeout: float,
+    ) -> None:
+        self.items = items
+        self.keyring = keyring
+        self.program = program
+        self.timeout = timeout
+        self.pending: list[tuple[int, bytes]] = []
+        for i, (sig, data) in enumerate(items):
+            msg = as_signed_message(sig, data)
+            if msg is not None:
+                self.pending.append((i, msg))
+        self.running = (
+            _Batch([m for _, m in self.pending], keyring, program, timeout)
+            if self.pending
+            else None
+        )
+
+    def kill(self) -> None:
+        if self.running is not None:
+            self.running.kill()
+            self.running = None
+
+    def finish(self) -> list[Verification]:
+        out: list[Verification | None] = [None] * len(self.items)
+        # gpg stops a batch at the first bad signature: go on after that one.
+        while self.running is not None:
+            got, finished = self.running.finish()
+            self.running = None
+            for (i, _), v in zip(self.pending, got, strict=True):
+                out[i] = v
+            self.pending = self.pending[finished + 1 :]
+            if self.pending:
+                self.running = _Batch(
+                    [m for _, m in self.pending], self.keyring, self.program, self.timeout
                 )
-                if len(sigs) == 1 and v.good and joined.count("[GNUPG:] NEWSIG") == 1:
-                    results[current] = v
-            current = None
-        elif current is not None:
-            (status if line.startswith("[GNUPG:] ") else text).append(line)
-    return results, finished
+        return [
+            v
+            if v is not None
+            else verify_detached(sig, data, keyring=self.keyring, program=self.program)
+            for v, (sig, data) in zip(out, self.items, strict=True)
+        ]
 
 
 def _run_batches(
@@ -464,22 +546,65 @@ def _run_batches(
     program: Sequence[str],
     timeout: float,
 ) -> list[Verification]:
-    out: list[Verification | None] = [None] * len(items)
-    pending: list[tuple[int, bytes]] = []
-    for i, (sig, data) in enumerate(items):
-        msg = as_signed_message(sig, data)
-        if msg is not None:
-            pending.append((i, msg))
-    # gpg stops a batch at the first bad signature: go on after that one.
-    while pending:
-        got, finished = _batch([m for _, m in pending], keyring, program, timeout)
-        for (i, _), v in zip(pending, got, strict=True):
-            out[i] = v
-        pending = pending[finished + 1 :]
-    return [
-        v if v is not None else verify_detached(sig, data, keyring=keyring, program=program)
-        for v, (sig, data) in zip(out, items, strict=True)
-    ]
+    return _Chunk(items, keyring, program, timeout).finish()
+
+
+class PendingChecks:
+    """Signature checks started by :func:`start_many`; :meth:`finish` collects them."""
+
+    def __init__(self, head: list[Verification], chunks: list[_Chunk]) -> None:
+        self._head = head
+        self._chunks = chunks
+
+    def finish(self) -> list[Verification]:
+        """Wait for gpg and return one verdict per pair, in order."""
+        out = list(self._head)
+        try:
+            for chunk in self._chunks:
+                out.extend(chunk.finish())
+        finally:
+            self.kill()
+        return out
+
+    def kill(self) -> None:
+        """Stop whatever gpg still runs (its results are not wanted)."""
+        for chunk in self._chunks:
+            chunk.kill()
+
+
+def start_many(
+    items: Sequence[tuple[bytes, bytes]],
+    *,
+    keyring: Keyring | None = None,
+    program: Sequence[str] = ("gpg",),
+    workers: int | None = None,
+    timeout: float = 300.0,
+) -> PendingChecks:
+    """Start checking many ``(signature, data)`` pairs and return at once.
+
+    gpg runs in the background (``workers`` runs at a time, default: one per
+    CPU) while the caller goes on; :meth:`PendingChecks.finish` waits for the
+    verdicts, which are those of one :func:`verify_detached` per pair.  No
+    thread is involved: the caller keeps the interpreter to itself.
+    """
+    keyring = keyring or Keyring()
+    items = list(items)
+    head: list[Verification] = []
+    if items and keyring.needs_warmup():
+        # gpg makes its trust database on first use: let one run do that alone.
+        head = _run_batches(items[:1], keyring, program, timeout)
+        items = items[1:]
+    n = max(1, min(workers or os.cpu_count() or 1, (len(items) + 2) // 3))
+    size = max(1, -(-len(items) // n))
+    chunks: list[_Chunk] = []
+    try:
+        for k in range(0, len(items), size):
+            chunks.append(_Chunk(items[k : k + size], keyring, program, timeout))
+    except BaseException:
+        for c in chunks:
+            c.kill()
+        raise
+    return PendingChecks(head, chunks)
 
 
 def verify_many(
@@ -495,39 +620,9 @@ def verify_many(
     The verdicts are those of one :func:`verify_detached` per pair; the work
     takes a few gpg runs (``workers``, default: one per CPU) instead of one each.
     """
-    keyring = keyring or Keyring()
-    items = list(items)
-    head: list[Verification] = []
-    if items and keyring.needs_warmup():
-        # gpg makes its trust database on first use: let one run do that alone.
-        head = _run_batches(items[:1], keyring, program, timeout)
-        items = items[1:]
-    n = max(1, min(workers or os.cpu_count() or 1, (len(items) + 2) // 3))
-    if n == 1:
-        return head + _run_batches(items, keyring, program, timeout)
-    size = -(-len(items) // n)
-    chunks = [items[k : k + size] for k in range(0, len(items), size)]
-    parts: list[list[Verification] | BaseException] = [[] for _ in chunks]
-
-    def work(k: int) -> None:
-        try:
-            parts[k] = _run_batches(chunks[k], keyring, program, timeout)
-        except BaseException as e:  # re-raised in the caller's thread
-            parts[k] = e
-
-    # Plain threads (each mostly waits for its gpg): lighter to import than a pool.
-    import threading  # noqa: PLC0415
-
-    threads = [threading.Thread(target=work, args=(k,), daemon=True) for k in range(1, len(chunks))]
-    for t in threads:
-        t.start()
-    work(0)
-    for t in threads:
-        t.join()
-    for part in parts:
-        if isinstance(part, BaseException):
-            raise part
-    return head + [v for part in parts if isinstance(part, list) for v in part]
+    return start_many(
+        items, keyring=keyring, program=program, workers=workers, timeout=timeout
+    ).finish()
 
 
 def _env() -> dict[str, str]:

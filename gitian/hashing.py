@@ -82,9 +82,11 @@ def check_name(rel: str, where: str) -> None:
             f"{where}/{rel.encode('utf-8', 'surrogateescape')!r}: file name is not UTF-8",
             hint="rename it in the build script; manifests are UTF-8 text",
         ) from None
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in rel):
+    # isprintable() is false for C0/C1 controls, DEL, bidi overrides, zero-width
+    # and line separators: anything that could move a terminal's cursor.
+    if not rel.isprintable():
         raise OutputHazardError(
-            f"{where}/{rel!r}: file name contains a control character",
+            f"{where}/{rel!r}: file name contains a control character or an invisible one",
             hint="rename it in the build script; one manifest line per file",
         )
 
@@ -142,20 +144,29 @@ def hash_tree(root: Path, *, where: str | None = None) -> list[tuple[str, str]]:
     real_top = os.path.realpath(top)
     buf = bytearray(_BUF_SIZE)
     out: list[tuple[str, str]] = []
-    for rel, entry in _walk(top, ""):
-        check_name(rel, label)
-        st = entry.stat(follow_symlinks=False)
-        if stat.S_ISREG(st.st_mode):
-            out.append((sha256_file(entry.path, buf), rel))
-        elif stat.S_ISLNK(st.st_mode):
-            digest = _hash_link(entry.path, rel, real_top, label, buf)
-            if digest is not None:
-                out.append((digest, rel))
-        else:
-            raise OutputHazardError(
-                f"{label}/{rel} is {_kind(st.st_mode)}; manifests record regular files only",
-                hint="remove it from the output in the build script",
-            )
+    try:
+        for rel, entry in _walk(top, ""):
+            check_name(rel, label)
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode):
+                out.append((sha256_file(entry.path, buf), rel))
+            elif stat.S_ISLNK(st.st_mode):
+                digest = _hash_link(entry.path, rel, real_top, label, buf)
+                if digest is not None:
+                    out.append((digest, rel))
+            else:
+                raise OutputHazardError(
+                    f"{label}/{rel} is {_kind(st.st_mode)}; manifests record regular files only",
+                    hint="remove it from the output in the build script",
+                )
+    except OSError as e:
+        # e.g. a tree so deep that its paths exceed PATH_MAX
+        name = os.fspath(e.filename or "")
+        shown = name if len(name) <= 120 else "..." + name[-117:]
+        raise OutputHazardError(
+            f"{label}: cannot read {shown!r}: {e.strerror}",
+            hint="the build output must be a tree of ordinary files",
+        ) from None
     out.sort(key=lambda e: e[1])
     return out
 

@@ -14,6 +14,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -112,19 +113,25 @@ def run(
         stderr = subprocess.PIPE if stderr is None else stderr
     if input is not None:
         stdin = subprocess.PIPE
+    # A signal that lands while the child is being started would leave it
+    # running unseen (a mount completing after clean-up looked): hold
+    # SIGINT/SIGTERM until there is a handle to kill, then deliver them.
+    with signals_deferred() as pending:
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                env=base_env(env),
+                cwd=os.fspath(cwd) if cwd is not None else None,
+            )
+        except FileNotFoundError:
+            require(argv[0])
+            raise
     try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=stdin,
-            stdout=stdout,
-            stderr=stderr,
-            env=base_env(env),
-            cwd=os.fspath(cwd) if cwd is not None else None,
-        )
-    except FileNotFoundError:
-        require(argv[0])
-        raise
-    try:
+        for signum in pending:
+            signal.raise_signal(signum)
         out, err = proc.communicate(input=input, timeout=timeout)
     except BaseException:
         _kill(proc)
@@ -133,6 +140,41 @@ def run(
     if check and proc.returncode != 0:
         raise command_failed(result)
     return result
+
+
+def remove_tree(path: Arg) -> None:
+    """``rm -rf path``, for trees of any depth.
+
+    ``shutil.rmtree`` recurses in Python and raises RecursionError on a tree
+    nested deeper than the recursion limit, which any build script can make
+    (in ``out/``, a cache, or a target's overlay layer).  GNU rm does not
+    recurse, never follows symlinks, and with ``--one-file-system`` does not
+    enter a file system mounted below ``path`` (it fails instead).
+    """
+    p = os.fspath(path)
+    if os.path.lexists(p):
+        run(["rm", "-rf", "--one-file-system", "--", p])
+
+
+@contextmanager
+def signals_deferred() -> Iterator[list[int]]:
+    """Record SIGINT/SIGTERM instead of acting on them; the caller delivers
+    the recorded ones (``signal.raise_signal``) once it can clean up.  In a
+    thread other than the main one (which cannot set handlers) nothing is held."""
+    pending: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield pending
+        return
+
+    def hold(signum: int, frame: object) -> None:
+        pending.append(signum)
+
+    old = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield pending
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def command_failed(result: subprocess.CompletedProcess[bytes]) -> CommandError:

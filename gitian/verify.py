@@ -10,7 +10,9 @@ others are still judged.  Nothing here prints: :mod:`gitian.cli.gverify`
 renders the :class:`ReleaseReport`.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: with it, NamedTuple compiles
+# every field's annotation string at import, which costs gverify's start-up
+# milliseconds (issue 2).
 
 import enum
 import hashlib
@@ -215,7 +217,7 @@ class TrustedKeys(NamedTuple):
         return sorted(n for n, keys in self.bindings.items() if keys & fps)
 
     @classmethod
-    def parse(cls, text: str, where: str) -> TrustedKeys:
+    def parse(cls, text: str, where: str) -> "TrustedKeys":
         """Read ``signer keyid fingerprint`` lines or ``FINGERPRINT Name (handle)`` lines."""
         bindings: dict[str, set[str]] = {}
         for n, raw_line in enumerate(text.splitlines(), 1):
@@ -256,7 +258,7 @@ class TrustedKeys(NamedTuple):
         return cls({k: frozenset(v) for k, v in bindings.items()})
 
     @classmethod
-    def load(cls, path: Path) -> TrustedKeys:
+    def load(cls, path: Path) -> "TrustedKeys":
         try:
             with open(path, "rb") as f:
                 raw = f.read(4 * 1024 * 1024 + 1)
@@ -451,8 +453,21 @@ def _import_reader() -> None:
     import gitian.manifest  # noqa: F401, PLC0415
 
 
-def _parse(result: SignerResult, data: bytes) -> None:
-    """Parse a verified assert; an unusable one is that signer's BAD ASSERT."""
+def _parse(
+    result: SignerResult,
+    data: bytes,
+    parsed: dict[bytes, tuple[str, str | None, str | None]] | None = None,
+) -> None:
+    """Parse a verified assert; an unusable one is that signer's BAD ASSERT.
+
+    ``parsed`` remembers what earlier asserts of this release parsed to: signers
+    who built the same thing often sign byte-identical asserts, and the same
+    bytes parse to the same fields (only a failure's message names the signer,
+    so failures are not remembered).
+    """
+    if parsed is not None and data in parsed:
+        result.out_manifest, result.release, result.package = parsed[data]
+        return
     from gitian.manifest import load_report  # noqa: PLC0415 - keeps start-up lean
 
     try:
@@ -467,6 +482,8 @@ def _parse(result: SignerResult, data: bytes) -> None:
     result.out_manifest = report.out_manifest
     result.release = report.release
     result.package = report.name
+    if parsed is not None:
+        parsed[data] = (report.out_manifest, report.release, report.name)
 
 
 def _manifest_files(text: str) -> dict[str, str]:
@@ -507,6 +524,99 @@ def differences(reference: str, theirs: SignerResult, release: str, package: str
     )
 
 
+_Job = tuple[SignerResult, str | None]
+_Readable = tuple[SignerResult, bytes, bytes]
+
+
+def _read_all(
+    release_dir: Path, package: str, shown: str, entries: list[tuple[str, str | None]]
+) -> tuple[list[_Job], list[_Readable]]:
+    """Each signer's result object, and the (signature, assert) bytes of the readable ones."""
+    root = os.path.realpath(release_dir)
+    assert_name = f"{package}-build.assert"
+    jobs: list[_Job] = []
+    for name, refused in entries:
+        res = SignerResult(
+            name=name,
+            assert_path=Path(shown, name, assert_name),
+            sig_path=Path(shown, name, assert_name + ".sig"),
+        )
+        jobs.append((res, refused))
+    readable: list[_Readable] = []
+    for res, refused in jobs:
+        signer_dir = release_dir / res.name
+        got = _read_one(
+            res, signer_dir / assert_name, signer_dir / (assert_name + ".sig"), root, refused
+        )
+        if got is not None:
+            readable.append((res, *got))
+    return jobs, readable
+
+
+class Prefetch:
+    """A release's files read, and their signatures being checked, ahead of time.
+
+    gverify makes this before it has parsed the descriptor, with a guessed
+    package name, so that gpg works while Python is still loading (no thread:
+    gpg runs as background processes, and the interpreter stays the caller's).
+    It must be given to :func:`verify_release` - which uses it only when
+    everything it was made with turns out to be what the run needs, and
+    otherwise does the work itself as if it had never been made - or closed.
+    It never raises: any failure just makes it unusable, and the ordinary
+    path then meets the same failure at its ordinary place.
+    """
+
+    def __init__(
+        self,
+        release_dir: Path,
+        package: str,
+        *,
+        keyring: gpg.Keyring,
+        program: Sequence[str],
+        display_dir: str,
+        workers: int | None = None,
+    ) -> None:
+        self.key = (os.fspath(release_dir), package, keyring, tuple(program), display_dir)
+        self._ahead: tuple[list[tuple[str, str | None]], list[_Job], list[_Readable]] | None
+        self._pending: gpg.PendingChecks | None = None
+        try:
+            entries = list_signers(release_dir)
+            jobs, readable = _read_all(release_dir, package, display_dir, entries)
+            self._pending = gpg.start_many(
+                [(sig, data) for _, sig, data in readable],
+                keyring=keyring,
+                program=program,
+                workers=workers,
+            )
+            self._ahead = (entries, jobs, readable)
+        except Exception:  # the ordinary path meets it again, in its place
+            self._ahead = None
+
+    def take(
+        self,
+        release_dir: Path,
+        package: str,
+        keyring: gpg.Keyring,
+        program: Sequence[str],
+        display_dir: str,
+    ) -> tuple[list[tuple[str, str | None]], list[_Job], list[_Readable], gpg.PendingChecks] | None:
+        """The work, if it was started for exactly this; else None (and it is stopped)."""
+        ahead, pending = self._ahead, self._pending
+        self._ahead = self._pending = None  # used at most once
+        key = (os.fspath(release_dir), package, keyring, tuple(program), display_dir)
+        if ahead is None or pending is None or key != self.key:
+            if pending is not None:
+                pending.kill()
+            return None
+        return (*ahead, pending)
+
+    def close(self) -> None:
+        """Stop gpg if the work was not taken (nothing runs after this returns)."""
+        if self._pending is not None:
+            self._pending.kill()
+            self._pending = None
+
+
 def verify_release(
     release_dir: Path,
     package: str,
@@ -519,65 +629,71 @@ def verify_release(
     min_ok: int | None = None,
     workers: int | None = None,
     display_dir: str | None = None,
+    prefetched: Prefetch | None = None,
 ) -> ReleaseReport:
     """Judge every signer under ``release_dir``.
 
     ``display_dir`` is how ``release_dir`` is spelled in messages (the classic
     tool prints paths as the user gave them).  Raises :class:`InputError` for
     a missing release directory or an unknown ``compare_to`` signer.
+    ``prefetched`` is work started ahead (:class:`Prefetch`), used when it
+    was started for exactly this release, package, keyring and program.
     """
     if not release_dir.is_dir():
         raise InputError(f"{display_dir or release_dir} does not exist")
     keyring = keyring or gpg.Keyring()
-    entries = list_signers(release_dir)
+    shown = display_dir if display_dir is not None else os.fspath(release_dir)
+    ahead = (
+        prefetched.take(release_dir, package, keyring, program, shown)
+        if prefetched is not None
+        else None
+    )
+    entries = ahead[0] if ahead is not None else list_signers(release_dir)
     names = [n for n, _ in entries]
     if compare_to is not None and compare_to not in names:
+        if ahead is not None:
+            ahead[3].kill()
         raise InputError(
             f"--compare-to: no signer {printable(compare_to)!r} in {display_dir or release_dir}"
         )
-    root = os.path.realpath(release_dir)
-    shown = display_dir if display_dir is not None else os.fspath(release_dir)
     report = ReleaseReport(
         package=package, release=release, path=release_dir, compare_to=compare_to, min_ok=min_ok
     )
-    assert_name = f"{package}-build.assert"
-    jobs: list[tuple[SignerResult, str | None]] = []
-    for name, refused in entries:
-        res = SignerResult(
-            name=name,
-            assert_path=Path(shown, name, assert_name),
-            sig_path=Path(shown, name, assert_name + ".sig"),
+    if ahead is not None:
+        _, jobs, readable, pending = ahead
+        report.signers = [res for res, _ in jobs]
+        try:
+            _import_reader()
+        except BaseException:
+            pending.kill()
+            raise
+        checks = pending.finish()
+        if not jobs:
+            return report
+    else:
+        jobs, readable = _read_all(release_dir, package, shown, entries)
+        report.signers = [res for res, _ in jobs]
+        if not jobs:
+            return report
+        # Load the assert reader while gpg works (it is only used after, on
+        # verified bytes; importing it is most of what is left to do).
+        pending = gpg.start_many(
+            [(sig, data) for _, sig, data in readable],
+            keyring=keyring,
+            program=program,
+            workers=workers,
         )
-        jobs.append((res, refused))
-        report.signers.append(res)
-    if not jobs:
-        return report
-
-    readable: list[tuple[SignerResult, bytes, bytes]] = []
-    for res, refused in jobs:
-        signer_dir = release_dir / res.name
-        got = _read_one(
-            res, signer_dir / assert_name, signer_dir / (assert_name + ".sig"), root, refused
-        )
-        if got is not None:
-            readable.append((res, *got))
-    # Load the assert reader while gpg works (it is only used after, on
-    # verified bytes; importing it is most of what is left to do).
-    import threading  # noqa: PLC0415
-
-    prefetch = threading.Thread(target=_import_reader, daemon=True)
-    prefetch.start()
-    checks = gpg.verify_many(
-        [(sig, data) for _, sig, data in readable],
-        keyring=keyring,
-        program=program,
-        workers=workers,
-    )
-    prefetch.join()
+        try:
+            _import_reader()
+        except BaseException:
+            pending.kill()
+            raise
+        checks = pending.finish()
     verified: list[SignerResult] = []
+    parsed: dict[bytes, tuple[str, str | None, str | None]] = {}
     for (res, _, data), v in zip(readable, checks, strict=True):
         if _judge_signature(res, v, trusted):
-            _parse(res, data)
+            _parse(res, data, parsed)
             if res.verdict is None:
                 verified.append(res)
 

@@ -12,12 +12,16 @@ import signal
 import sys
 from collections.abc import Callable
 from types import FrameType
-from typing import Any, NoReturn
-
-import click
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from gitian import log
 from gitian.errors import CommandError, GitianError, Interrupted
+
+if TYPE_CHECKING:
+    import click
+
+# Click is imported where it is used, not here: gverify's console script runs
+# without it (its start-up time is part of gverify's speed goal, issue 2).
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
@@ -27,6 +31,8 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
 
 def fail(prog: str, err: GitianError) -> NoReturn:
     """Print an expected failure in the house format and exit with its code."""
+    import click  # noqa: PLC0415
+
     click.echo(f"{prog}: error: {err.message}", err=True)
     if isinstance(err, CommandError) and err.output:
         for line in err.output.rstrip().splitlines()[-15:]:
@@ -40,6 +46,8 @@ def entry(command: click.Command, prog: str | None = None) -> Callable[[], NoRet
     """Wrap a Click command into a console-script ``main``."""
 
     def main(argv: list[str] | None = None) -> NoReturn:
+        import click  # noqa: PLC0415
+
         name = prog or os.path.basename(sys.argv[0]) or command.name or "gitian"
         if os.environ.get("GITIAN_DEBUG"):
             log.set_debug(True)
@@ -73,6 +81,8 @@ def entry(command: click.Command, prog: str | None = None) -> Callable[[], NoRet
 
 
 def workdir_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    import click  # noqa: PLC0415
+
     return click.option(
         "--workdir",
         type=click.Path(file_okay=False),
@@ -82,6 +92,8 @@ def workdir_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def backend_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    import click  # noqa: PLC0415
+
     from gitian.targets import BACKENDS
 
     return click.option(

@@ -8,77 +8,321 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
-import click
-
-from gitian.cli import entry, workdir_option
 from gitian.errors import UsageError
 
+if TYPE_CHECKING:
+    from gitian.verify import Prefetch
 
-@click.command(
-    context_settings={"help_option_names": ["-h", "--help"]},
-    epilog="Exit status: 0 verified, 1 verification failed, 2 bad usage or input.",
+HELP = "Verify the signed asserts of every signer of a release, offline."
+EPILOG = "Exit status: 0 verified, 1 verification failed, 2 bad usage or input."
+
+
+def _click_command() -> Any:
+    """The Click command (help, usage errors and every unusual command line)."""
+    import click  # noqa: PLC0415
+
+    from gitian.cli import workdir_option  # noqa: PLC0415
+
+    @click.command(
+        help=HELP,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        epilog=EPILOG,
+    )
+    @click.argument("descriptor", type=click.Path(dir_okay=False))
+    @click.option(
+        "-v", "--verbose", is_flag=True, help="Be more verbose (gpg's full text, differences)."
+    )
+    @click.option(
+        "-m",
+        "--markup/--no-markup",
+        default=True,
+        help="Mark up verdicts with ANSI bold (default on).",
+    )
+    @click.option("-r", "--release", default="current", show_default=True, help="Release name.")
+    @click.option(
+        "-d", "--destination", default=None, help="Signature tree (default: <home>/sigs/<name>)."
+    )
+    @click.option(
+        "-c",
+        "--compare-to",
+        "compare_to",
+        default=None,
+        metavar="SIGNER",
+        help="Compare the others to SIGNER's manifest (default: the first signer, sorted).",
+    )
+    @click.option(
+        "-p",
+        "--verify-program",
+        "verify_program",
+        default="gpg",
+        show_default=True,
+        help="The gpg program to run.",
+    )
+    @click.option(
+        "--keyring",
+        "keyrings",
+        multiple=True,
+        type=click.Path(dir_okay=False),
+        help="Use only this keyring file (repeatable) instead of GNUPGHOME's.",
+    )
+    @click.option(
+        "--import-keys",
+        "import_dirs",
+        multiple=True,
+        type=click.Path(file_okay=False),
+        help="Import the key files (.asc/.gpg/.pgp) in DIR into a temporary GNUPGHOME "
+        "(repeatable).",
+    )
+    @click.option(
+        "--trusted-keys",
+        "trusted_files",
+        multiple=True,
+        type=click.Path(dir_okay=False),
+        help="Bind signers to key fingerprints ('SIGNER KEYID FPR' or 'FPR NAME' lines).",
+    )
+    @click.option(
+        "--min-ok",
+        type=click.IntRange(min=1),
+        default=None,
+        metavar="N",
+        help="Succeed when N signers with distinct keys are OK and none is MISMATCH.",
+    )
+    @click.option("--json", "as_json", is_flag=True, help="Write the whole report as JSON.")
+    @workdir_option
+    def cli(**params: Any) -> int:
+        return run(**params)
+
+    return cli
+
+
+def __getattr__(name: str) -> Any:
+    # ``cli``, the Click command, is built on first use: the console script
+    # only needs it for help, usage errors and unusual command lines.
+    if name == "cli":
+        cmd = _click_command()
+        globals()["cli"] = cmd
+        return cmd
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# --------------------------------------------------------------------------
+# the lean command line
+#
+# Importing Click costs more than a third of what gverify's whole run should
+# (issue 2).  So the console script parses the ordinary command lines itself,
+# and hands everything else - help, any error, any spelling it does not take
+# exactly as Click would (bundled short options, -rVALUE, a value starting
+# with '-', a repeated single option, ...) - to the Click command above,
+# which then behaves as it always did.
+
+#: Options taking a value: spelling -> (parameter, repeatable).
+_VALUE_OPTIONS: dict[str, tuple[str, bool]] = {
+    "-r": ("release", False),
+    "--release": ("release", False),
+    "-d": ("destination", False),
+    "--destination": ("destination", False),
+    "-c": ("compare_to", False),
+    "--compare-to": ("compare_to", False),
+    "-p": ("verify_program", False),
+    "--verify-program": ("verify_program", False),
+    "--keyring": ("keyrings", True),
+    "--import-keys": ("import_dirs", True),
+    "--trusted-keys": ("trusted_files", True),
+    "--min-ok": ("min_ok", False),
+    "--workdir": ("workdir", False),
+}
+#: Flags: spelling -> (parameter, value).
+_FLAGS: dict[str, tuple[str, bool]] = {
+    "-v": ("verbose", True),
+    "--verbose": ("verbose", True),
+    "-m": ("markup", True),
+    "--markup": ("markup", True),
+    "--no-markup": ("markup", False),
+    "--json": ("as_json", True),
+}
+#: click.Path checks: (parameter, directories allowed, files allowed).
+_PATHS = (
+    ("descriptor", False, True),
+    ("keyrings", False, True),
+    ("import_dirs", True, False),
+    ("trusted_files", False, True),
+    ("workdir", True, False),
 )
-@click.argument("descriptor", type=click.Path(dir_okay=False))
-@click.option(
-    "-v", "--verbose", is_flag=True, help="Be more verbose (gpg's full text, differences)."
-)
-@click.option(
-    "-m", "--markup/--no-markup", default=True, help="Mark up verdicts with ANSI bold (default on)."
-)
-@click.option("-r", "--release", default="current", show_default=True, help="Release name.")
-@click.option(
-    "-d", "--destination", default=None, help="Signature tree (default: <home>/sigs/<name>)."
-)
-@click.option(
-    "-c",
-    "--compare-to",
-    "compare_to",
-    default=None,
-    metavar="SIGNER",
-    help="Compare the others to SIGNER's manifest (default: the first signer, sorted).",
-)
-@click.option(
-    "-p",
-    "--verify-program",
-    "verify_program",
-    default="gpg",
-    show_default=True,
-    help="The gpg program to run.",
-)
-@click.option(
-    "--keyring",
-    "keyrings",
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    help="Use only this keyring file (repeatable) instead of GNUPGHOME's.",
-)
-@click.option(
-    "--import-keys",
-    "import_dirs",
-    multiple=True,
-    type=click.Path(file_okay=False),
-    help="Import the key files (.asc/.gpg/.pgp) in DIR into a temporary GNUPGHOME (repeatable).",
-)
-@click.option(
-    "--trusted-keys",
-    "trusted_files",
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    help="Bind signers to key fingerprints ('SIGNER KEYID FPR' or 'FPR NAME' lines).",
-)
-@click.option(
-    "--min-ok",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="N",
-    help="Succeed when N signers with distinct keys are OK and none is MISMATCH.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Write the whole report as JSON.")
-@workdir_option
-def cli(
+
+
+def _path_ok(value: str, dir_okay: bool, file_okay: bool) -> bool:
+    """Whether click.Path (exists=False) takes ``value`` without complaint."""
+    import stat  # noqa: PLC0415
+
+    try:
+        st = os.stat(value)
+    except OSError:
+        return True
+    except ValueError:  # a NUL byte: let Click deal with it
+        return False
+    if not file_okay and stat.S_ISREG(st.st_mode):
+        return False
+    if not dir_okay and stat.S_ISDIR(st.st_mode):
+        return False
+    return os.access(value, os.R_OK)
+
+
+def parse_args(argv: list[str]) -> dict[str, Any] | None:
+    """``run``'s parameters from an ordinary command line, or None for Click to handle."""
+    params: dict[str, Any] = {
+        "verbose": False,
+        "markup": True,
+        "release": "current",
+        "destination": None,
+        "compare_to": None,
+        "verify_program": "gpg",
+        "keyrings": [],
+        "import_dirs": [],
+        "trusted_files": [],
+        "min_ok": None,
+        "as_json": False,
+        "workdir": None,
+    }
+    seen: set[str] = set()
+    positional: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if arg == "--":
+            positional.extend(argv[i:])
+            break
+        if arg[:1] != "-" or arg == "-":
+            positional.append(arg)
+            continue
+        opt, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if opt in _FLAGS and not eq:
+            dest, const = _FLAGS[opt]
+            if dest in seen:
+                return None
+            seen.add(dest)
+            params[dest] = const
+            continue
+        if opt not in _VALUE_OPTIONS:
+            return None  # help, a bundle, -rVALUE, a typo: Click says what it does
+        dest, repeatable = _VALUE_OPTIONS[opt]
+        if not eq:
+            if i >= len(argv):
+                return None
+            value = argv[i]
+            i += 1
+            if value[:1] == "-":
+                return None
+        if repeatable:
+            params[dest].append(value)
+            continue
+        if dest in seen:
+            return None
+        seen.add(dest)
+        params[dest] = value
+    if len(positional) != 1:
+        return None
+    params["descriptor"] = positional[0]
+    min_ok = params["min_ok"]
+    if min_ok is not None:
+        if not (min_ok.isascii() and min_ok.isdigit()) or int(min_ok) < 1:
+            return None
+        params["min_ok"] = int(min_ok)
+    for dest, dir_okay, file_okay in _PATHS:
+        value = params[dest]
+        for v in value if isinstance(value, list) else [value]:
+            if v is not None and not _path_ok(v, dir_okay, file_okay):
+                return None
+    for dest in ("keyrings", "import_dirs", "trusted_files"):
+        params[dest] = tuple(params[dest])
+    return params
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """The console script: the lean parser, else the Click command."""
+    args = sys.argv[1:] if argv is None else argv
+    params = None if "_GVERIFY_COMPLETE" in os.environ else parse_args(list(args))
+    if params is None:
+        from gitian.cli import entry  # noqa: PLC0415
+
+        click_main = cast(
+            Callable[[list[str] | None], NoReturn], entry(__getattr__("cli"), "gverify")
+        )
+        click_main(argv)
+    if argv is not None:  # called from Python (tests): exit the ordinary way
+        _guarded(params)
+    try:
+        _guarded(params)
+    except SystemExit as e:
+        _exit_now(e)
+        raise
+
+
+def _exit_now(e: SystemExit) -> None:
+    """End the console script without the interpreter's teardown.
+
+    Freeing every module and object at exit costs gverify about a quarter of
+    its whole budget (issue 2), and there is nothing left to do by then:
+    every file, temporary directory and gpg process has been closed, removed
+    or reaped by its context manager, no thread is running and no ``atexit``
+    handler of ours is registered.  So the output is flushed and the process
+    exits with the same status.  If flushing fails (a closed pipe), this
+    returns and the exit takes its ordinary course.
+    """
+    code = e.code
+    if code is None:
+        code = 0
+    if not isinstance(code, int):
+        return
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return
+    os._exit(code)
+
+
+def _guarded(params: dict[str, Any]) -> NoReturn:
+    """Run with the error handling of :func:`gitian.cli.entry`."""
+    import signal  # noqa: PLC0415
+
+    from gitian import log  # noqa: PLC0415
+    from gitian.cli import _on_sigterm, fail  # noqa: PLC0415
+    from gitian.errors import GitianError, Interrupted  # noqa: PLC0415
+
+    name = "gverify"
+    if os.environ.get("GITIAN_DEBUG"):
+        log.set_debug(True)
+    old = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        rv = run(**params)
+    except Interrupted as e:
+        _echo_err(f"{name}: {e.message}; everything started was stopped")
+        sys.exit(143 if "SIGTERM" in e.message else 130)
+    except KeyboardInterrupt:
+        _echo_err(f"{name}: interrupted; everything started was stopped")
+        sys.exit(130)
+    except GitianError as e:
+        fail(name, e)
+    except BrokenPipeError:
+        sys.exit(1)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    sys.exit(rv)
+
+
+def _echo_err(message: str) -> None:
+    import click  # noqa: PLC0415 - the rare path; the same output as entry()
+
+    click.echo(message, err=True)
+
+
+def run(
     descriptor: str,
     verbose: bool,
     markup: bool,
@@ -94,9 +338,169 @@ def cli(
     workdir: str | None,
 ) -> int:
     """Verify the signed asserts of every signer of a release, offline."""
-    from gitian import gpg
-    from gitian.descriptor import SANITARY, load
-    from gitian.verify import TrustedKeys, printable, render_json, render_text, verify_release
+    # gpg's work is started first, before the YAML library is even loaded,
+    # when the command line alone says where it is (see _start_early).
+    early = _start_early(release, destination, verify_program, keyrings, import_dirs)
+    try:
+        return _run(
+            descriptor,
+            verbose,
+            markup,
+            release,
+            destination,
+            compare_to,
+            verify_program,
+            keyrings,
+            import_dirs,
+            trusted_files,
+            min_ok,
+            as_json,
+            workdir,
+            early,
+        )
+    finally:
+        if early is not None:
+            early.close()
+
+
+def _guess_package(release_dir: str) -> str | None:
+    """The package name the signers' files carry (``<name>-build.assert.sig``),
+    if the first signer directories agree on one."""
+    suffix = "-build.assert.sig"
+    found: set[str] = set()
+    looked = 0
+    try:
+        with os.scandir(release_dir) as signers:
+            for signer in signers:
+                if looked >= 3 or not signer.is_dir(follow_symlinks=False):
+                    continue
+                looked += 1
+                with os.scandir(signer.path) as files:
+                    found.update(
+                        f.name[: -len(suffix)]
+                        for f in files
+                        if f.name.endswith(suffix) and len(f.name) > len(suffix)
+                    )
+    except OSError:
+        return None
+    return found.pop() if len(found) == 1 else None
+
+
+def _start_early(
+    release: str,
+    destination: str | None,
+    verify_program: str,
+    keyrings: tuple[str, ...],
+    import_dirs: tuple[str, ...],
+) -> Prefetch | None:
+    """Start reading the signers' files and checking their signatures now, if
+    the command line says where they are and GNUPGHOME is ready (issue 2).
+
+    The package name is guessed from the files; :func:`gitian.verify.
+    verify_release` uses this work only if the descriptor, once loaded and
+    checked, names that package and every other check passes - otherwise
+    everything happens as it would have without it.  Never with --keyring or
+    --import-keys (they need a home of their own first), a home whose trust
+    database gpg would still have to create, or debug output.
+    """
+    from gitian import log  # noqa: PLC0415
+
+    if destination is None or keyrings or import_dirs or log.state.debug:
+        return None
+    if not release or "/" in release or "\0" in release or release in (".", ".."):
+        return None
+    try:
+        program = shlex.split(verify_program)
+    except ValueError:
+        return None
+    shown = os.path.join(destination, release)
+    package = _guess_package(shown) if program else None
+    if package is None:
+        return None
+    from gitian import gpg  # noqa: PLC0415
+    from gitian.verify import Prefetch  # noqa: PLC0415
+
+    keyring = gpg.Keyring()
+    if not keyring.has_keys() or keyring.needs_warmup():
+        return None
+    # One gpg process: it checks the whole release (≈15 ms of CPU) on one core
+    # while the interpreter, the critical path, keeps the other.
+    return Prefetch(
+        Path(shown), package, keyring=keyring, program=program, display_dir=shown, workers=1
+    )
+
+
+class _LazyPattern:
+    """Stands for ``re.compile(*args)``; compiles on first use."""
+
+    __slots__ = ("_args", "_compiled", "_compile")
+
+    def __init__(self, compile_: Callable[..., Any], *args: Any) -> None:
+        self._compile = compile_
+        self._args = args
+        self._compiled: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._compiled is None:
+            self._compiled = self._compile(*self._args)
+        return getattr(self._compiled, name)
+
+
+def _import_yaml() -> None:
+    """Import PyYAML with the regular expressions it makes at import compiled
+    only when first used.
+
+    PyYAML compiles about a dozen at import, for its pure-Python reader,
+    scanner and resolver; one of them (the reader's test for unprintable
+    characters, which the C loader gverify uses never runs) alone costs
+    about a third of gverify's whole budget (issue 2).  PyYAML only ever
+    calls methods on them, which :class:`_LazyPattern` passes on.  ``re.compile``
+    is swapped only for the length of this one import, before anything else
+    of PyYAML exists; the only other thread then is :class:`gitian.verify.
+    Prefetch`'s, which compiles no regular expression.
+    """
+    if "yaml" in sys.modules:
+        return
+    import re  # noqa: PLC0415
+
+    real = re.compile
+
+    def lazy(pattern: Any, flags: int = 0) -> Any:
+        return _LazyPattern(real, pattern, flags)
+
+    re.compile = lazy
+    try:
+        import yaml  # noqa: F401, PLC0415
+    finally:
+        re.compile = real
+
+
+def _run(
+    descriptor: str,
+    verbose: bool,
+    markup: bool,
+    release: str,
+    destination: str | None,
+    compare_to: str | None,
+    verify_program: str,
+    keyrings: tuple[str, ...],
+    import_dirs: tuple[str, ...],
+    trusted_files: tuple[str, ...],
+    min_ok: int | None,
+    as_json: bool,
+    workdir: str | None,
+    early: Prefetch | None,
+) -> int:
+    _import_yaml()
+    from gitian import gpg  # noqa: PLC0415
+    from gitian.descriptor import SANITARY, load  # noqa: PLC0415
+    from gitian.verify import (  # noqa: PLC0415
+        TrustedKeys,
+        printable,
+        render_json,
+        render_text,
+        verify_release,
+    )
 
     desc = load(descriptor)
     if not SANITARY.fullmatch(release) or release in (".", ".."):
@@ -158,6 +562,7 @@ def cli(
             trusted=trusted,
             min_ok=min_ok,
             display_dir=shown,
+            prefetched=early,
         )
     if as_json:
         out = render_json(report)
@@ -166,9 +571,6 @@ def cli(
     sys.stdout.write(out)
     sys.stdout.flush()
     return report.exit_code
-
-
-main = entry(cli, prog="gverify")
 
 
 if __name__ == "__main__":

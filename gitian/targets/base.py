@@ -356,5 +356,15 @@ def _untrusted_member(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
     """
     if member.ischr() or member.isblk() or member.isfifo():
         raise tarfile.FilterError(f"refusing special file {member.name!r} from the target")
+    if member.islnk():
+        # The "tar" filter lets a hard link name any host file (absolute or
+        # ../, or through a symlink); a later member of the same name would
+        # then be written through it into that file.
+        real_dest = os.path.realpath(dest)
+        linked = os.path.realpath(os.path.join(real_dest, member.linkname))
+        if os.path.isabs(member.linkname) or not linked.startswith(real_dest + os.sep):
+            raise tarfile.FilterError(
+                f"refusing hard link {member.name!r} to {member.linkname!r} outside the copy"
+            )
     filtered = tarfile.tar_filter(member, dest)
     return filtered.replace(uid=None, gid=None, uname=None, gname=None, deep=False)  # type: ignore[arg-type]
