@@ -23,7 +23,6 @@ import hashlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -40,7 +39,7 @@ from gitian.descriptor import Descriptor
 from gitian.errors import BuildError, CommandError, TargetError
 from gitian.home import Home, target_bin
 from gitian.manifest import Report, dump_result, in_manifest_text
-from gitian.run import remove_tree, write_atomic
+from gitian.run import remove_tree, signals_held, write_atomic
 from gitian.targets.base import Target
 
 TargetFactory = Callable[[str, str], Target]
@@ -233,7 +232,7 @@ class Builder:
     def _stop_live_on_error(self) -> None:
         if self._live is None:
             return
-        with _signals_held():
+        with signals_held():
             try:
                 self._stop_live()
             except Exception as e:  # the original error matters more
@@ -514,7 +513,7 @@ class Builder:
                 raise TargetError(f"the target's cache/{name} did not come back as a directory")
             _swap_dirs(new, dest)
         finally:
-            with _signals_held():
+            with signals_held():
                 shutil.rmtree(tmp, ignore_errors=True)
 
     # -- the host-side .deb cache (for backends that cannot bind it) -----------
@@ -713,7 +712,7 @@ def _renameat2_exchange(a: Path, b: Path) -> bool:
 
 def _swap_dirs(new: Path, dest: Path) -> None:
     """Put ``new`` in place of ``dest`` in one step; the old tree goes to ``new``."""
-    with _signals_held():
+    with signals_held():
         if dest.exists():
             if _renameat2_exchange(new, dest):
                 return
@@ -727,27 +726,6 @@ def _swap_dirs(new: Path, dest: Path) -> None:
             os.rename(old, new)
         else:
             os.rename(new, dest)
-
-
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Defer SIGINT/SIGTERM while cleaning up; deliver them afterwards."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
-
-    def hold(signum: int, frame: object) -> None:
-        pending.append(signum)
-
-    old = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-        for signum in pending:
-            signal.raise_signal(signum)
 
 
 def configurations(desc: Descriptor) -> list[tuple[str, str]]:

@@ -177,6 +177,16 @@ def signals_deferred() -> Iterator[list[int]]:
             signal.signal(s, h)
 
 
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Defer SIGINT/SIGTERM over a step that must not be cut in half (a pair of
+    renames, clean-up); deliver them once it is done."""
+    with signals_deferred() as pending:
+        yield
+    for signum in pending:
+        signal.raise_signal(signum)
+
+
 def command_failed(result: subprocess.CompletedProcess[bytes]) -> CommandError:
     tail = ""
     for stream in (result.stderr, result.stdout):

@@ -25,7 +25,7 @@ from gitian.descriptor import Descriptor, _sanitary, oneline
 from gitian.errors import DescriptorError, InputError, SignError, UsageError
 from gitian.home import Home
 from gitian.manifest import dump_assert, read_report
-from gitian.run import require, run
+from gitian.run import require, run, signals_held
 
 
 @dataclass(frozen=True)
@@ -88,27 +88,66 @@ def sign(
     dest = destination if destination is not None else home.sigs / desc.name
     final = assert_path(dest, release, signer, desc.name)
     final_sig = final.with_name(final.name + ".sig")
-    with _new_dirs(final.parent), _temporaries(final) as (tmp, tmp_sig):
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        env = {"GNUPGHOME": gnupghome} if gnupghome else None
-        if program is not None:
-            _sign_with_program(argv_prefix, signer, tmp, env)
-        else:
-            _sign_with_gnupg(signer, tmp, tmp_sig, gnupghome)
-        if not tmp_sig.is_file() or tmp_sig.stat().st_size == 0:
-            raise SignError(
-                f"signing produced no signature {oneline(str(tmp_sig))}",
-                hint="the signing program must write <file>.sig next to the file it signs",
-            )
-        _fsync(tmp_sig)
-        os.replace(tmp, final)
-        os.replace(tmp_sig, final_sig)
+    try:
+        with _new_dirs(final.parent), _temporaries(final) as (tmp, tmp_sig):
+            _write_and_sign(data, tmp, tmp_sig, signer, argv_prefix if program else None, gnupghome)
+            # Both files or neither: an interrupt between the two renames
+            # would pair the new assert with the old signature.
+            with signals_held():
+                _replace_pair(tmp, tmp_sig, final, final_sig)
+    except OSError as e:
+        where = e.filename if isinstance(e.filename, str) else str(final.parent)
+        raise SignError(f"cannot write {oneline(where)}: {e.strerror or e}") from None
     log.debug(f"signed {final}")
     return Signed(final, final_sig)
+
+
+def _replace_pair(tmp: Path, tmp_sig: Path, final: Path, final_sig: Path) -> None:
+    """Rename the new assert and signature into place; if the second rename
+    fails, put the previous assert back so the pair on disk still matches."""
+    backup = final.with_name(f".{final.name}.old.{os.getpid()}")
+    had_old = final.exists()
+    if had_old:
+        os.link(final, backup)
+    try:
+        try:
+            os.replace(tmp, final)
+            os.replace(tmp_sig, final_sig)
+        except BaseException:
+            if tmp_sig.exists():  # the new signature is not in place: the old assert goes back
+                if had_old:
+                    os.replace(backup, final)
+                else:
+                    final.unlink(missing_ok=True)
+            raise
+    finally:
+        backup.unlink(missing_ok=True)
+
+
+def _write_and_sign(
+    data: bytes,
+    tmp: Path,
+    tmp_sig: Path,
+    signer: str,
+    program_argv: list[str] | None,
+    gnupghome: str | None,
+) -> None:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    env = {"GNUPGHOME": gnupghome} if gnupghome else None
+    if program_argv is not None:
+        _sign_with_program(program_argv, signer, tmp, env)
+    else:
+        _sign_with_gnupg(signer, tmp, tmp_sig, gnupghome)
+    if not tmp_sig.is_file() or tmp_sig.stat().st_size == 0:
+        raise SignError(
+            f"signing produced no signature {oneline(str(tmp_sig))}",
+            hint="the signing program must write <file>.sig next to the file it signs",
+        )
+    _fsync(tmp_sig)
 
 
 @contextmanager

@@ -24,7 +24,7 @@ from typing import ClassVar
 from gitian import bootstrap, log
 from gitian.errors import TargetError, ToolMissingError, UsageError
 from gitian.home import Home, target_bin
-from gitian.run import is_root, require, run, which
+from gitian.run import is_root, remove_tree, require, run, which
 from gitian.targets.base import BaseOptions, PrefixTarget
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -302,7 +302,7 @@ def _remove_tree(p: Path) -> None:
                 f"not removing {p}: {left[0]} is still mounted",
                 hint=f"unmount it (umount -R {left[0]}) and remove {p} by hand",
             )
-        shutil.rmtree(p)
+        remove_tree(p)  # any depth: a build can leave trees deeper than Python recurses
 
 
 def mounts_below(path: Path) -> list[str]:
