@@ -271,6 +271,8 @@ def safe_yaml(raw: bytes, where: str, *, allow_omap: bool = False) -> Any:
         else:
             at = ""
         problem = getattr(e, "problem", None) or (str(e).splitlines() or [""])[0]
+        if "nesting depth" in problem:  # newer libyaml has a limit of its own
+            raise DescriptorError(f"{where}: YAML nested too deeply{at}") from None
         raise DescriptorError(oneline(f"{where}: invalid YAML{at}: {problem}")) from None
     except (ValueError, OverflowError) as e:
         # The constructors: a timestamp like 2020-13-45, an integer with more
