@@ -6,43 +6,46 @@ with one line naming the key, anything that is not of the expected shape
 before any other work starts: wrong types, unsafe names, option-like values,
 git transports that run programs, YAML tags and alias bombs.  Past this module
 no code sees the raw YAML.
+
+The dataclasses themselves (:class:`Descriptor`, :class:`Remote`,
+:class:`Repository`, :class:`Alternative`) are defined in
+:mod:`gitian.records` and handed out here: gverify validates a descriptor
+with :func:`load_name` and never builds one, and its start-up time is part
+of its speed goal (issue 2) - so this module imports nothing heavy at the
+top, and compiles its patterns on first use.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import functools
-import hashlib
 import os
-import re
 import stat
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any
-
-import yaml
-from yaml.constructor import SafeConstructor
+import sys
+from collections.abc import Sequence
 
 from gitian.errors import DescriptorError
+from gitian.lazyre import LazyPattern
+from gitian.safeyaml import MAX_DEPTH as MAX_DEPTH
+from gitian.safeyaml import MAX_EXPANDED_NODES as MAX_EXPANDED_NODES
+from gitian.safeyaml import UNPRINTABLE as UNPRINTABLE
+from gitian.safeyaml import oneline as oneline
+from gitian.safeyaml import safe_yaml as safe_yaml
 
-try:  # the C loader is much faster; fall back silently when libyaml is absent
-    from yaml import CSafeLoader as _SafeLoader
-except ImportError:  # pragma: no cover - depends on the PyYAML build
-    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
+    from gitian.records import Alternative as Alternative
+    from gitian.records import Descriptor as Descriptor
+    from gitian.records import Remote as Remote
+    from gitian.records import Repository as Repository
 
 MAX_DESCRIPTOR_BYTES = 4 * 1024 * 1024
-# Bounds on what the YAML may expand to, checked on the parser's event stream
-# before any node is built: alias bombs and deep nesting are refused in
-# milliseconds, and the C composer (which recurses without a limit and would
-# crash the interpreter on ``[[[[...``) never sees more than MAX_DEPTH levels.
-MAX_EXPANDED_NODES = 50_000
-MAX_DEPTH = 64
 MAX_LIST_ITEMS = 10_000
 MAX_NAME_LENGTH = 200  # <name>-build.assert.sig must fit in a file name
 MAX_URL_LENGTH = 2048
 
-SANITARY = re.compile(r"[A-Za-z0-9_.\-]+")
+SANITARY = LazyPattern(r"[A-Za-z0-9_.\-]+")
 ARCHITECTURES: dict[str, tuple[int, str]] = {
     # arch -> (bits, setarch personality)
     "i386": (32, "i386"),
@@ -51,171 +54,95 @@ ARCHITECTURES: dict[str, tuple[int, str]] = {
 }
 DISTROS = ("ubuntu", "debian")
 # Debian package names, optionally with :arch, =version or /release.
-PACKAGE = re.compile(
+PACKAGE = LazyPattern(
     r"[a-z0-9][a-z0-9+.\-]*(:[a-z0-9\-]+)?(=[A-Za-z0-9.+~:\-]+|/[A-Za-z0-9.+~\-]+)?"
 )
-ALTERNATIVE = re.compile(r"[A-Za-z0-9][A-Za-z0-9+._\-]*")
-ALTERNATIVE_PATH = re.compile(r"(/[A-Za-z0-9+._\-]+)+")
-DPKG_ARCH = re.compile(r"[a-z0-9][a-z0-9\-]*")
+ALTERNATIVE = LazyPattern(r"[A-Za-z0-9][A-Za-z0-9+._\-]*")
+ALTERNATIVE_PATH = LazyPattern(r"(/[A-Za-z0-9+._\-]+)+")
+DPKG_ARCH = LazyPattern(r"[a-z0-9][a-z0-9\-]*")
 # A commit: a hex id or a ref/tag name as git check-ref-format would accept it
 # (no leading '-', no '..', no component starting with '.', no control or
 # special characters such as ~ ^ : ? * [ \ @{).
-COMMIT = re.compile(
+COMMIT = LazyPattern(
     r"(?!-)(?!.*\.\.)(?!.*//)(?!.*/\.)(?!.*@\{)[A-Za-z0-9][A-Za-z0-9._/+\-]*(?<![./])"
 )
-DIGEST = re.compile(r"([a-z0-9._/\-]+@)?sha256:[0-9a-f]{64}")
+DIGEST = LazyPattern(r"([a-z0-9._/\-]+@)?sha256:[0-9a-f]{64}")
 URL_SCHEMES = ("https", "http", "git", "ssh", "git+ssh", "ssh+git", "file")
 # Schemes that name a path on this machine: only from the command line (--url).
 LOCAL_SCHEMES = ("file",)
 # Characters no git URL needs and a shell would act on.
 URL_FORBIDDEN = frozenset(" \t`$;|&<>(){}\\\"'*?!#^")
-URL_HOST = re.compile(r"[A-Za-z0-9._~%:\[\]\-]*")
+URL_HOST = LazyPattern(r"[A-Za-z0-9._~%:\[\]\-]*")
 # An apt source line: "deb[-src] [options] URI SUITE [COMPONENT...]", no shell
 # metacharacters (it is written into the target's sources.list).
-APT_SOURCE = re.compile(r"deb(-src)? (\[[A-Za-z0-9=,._:/+\- ]+\] )?[A-Za-z0-9:/._~+%@=,\- ]+")
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# Anything a terminal could act on or that would break a message's one line:
-# C0 and C1 controls, DEL, line/paragraph separators and bidirectional overrides.
-# (Compiled on first use, by oneline(); compiling it costs gverify's start-up
-# several milliseconds, and most messages are printable as they are.)
-_UNPRINTABLE = (
-    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
-)
+APT_SOURCE = LazyPattern(r"deb(-src)? (\[[A-Za-z0-9=,._:/+\- ]+\] )?[A-Za-z0-9:/._~+%@=,\- ]+")
+CONTROL = LazyPattern(r"[\x00-\x1f\x7f]")
+# A URL's scheme, and a git transport helper ("<helper>::").
+_SCHEME = LazyPattern(r"([A-Za-z][A-Za-z0-9+.\-]*)://")
+_TRANSPORT = LazyPattern(r"([A-Za-z][A-Za-z0-9+.\-]*)::")
+_DATETIME = LazyPattern(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", 256)  # re.ASCII
 
-
-@functools.cache
-def _unprintable() -> re.Pattern[str]:
-    return re.compile(_UNPRINTABLE)
+_RECORDS = ("Descriptor", "Remote", "Repository", "Alternative")
 
 
 def __getattr__(name: str) -> Any:
-    if name == "UNPRINTABLE":  # the compiled pattern, as before
-        return _unprintable()
+    if name in _RECORDS:
+        import gitian.records  # noqa: PLC0415 - see the module docstring
+
+        return getattr(gitian.records, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def oneline(text: str) -> str:
-    """``text`` with every control or layout character shown as an escape.
-
-    Messages built from what other people wrote (file names, keys, values,
-    parser problems) go through this, so they stay on one line and can never
-    move a terminal's cursor or change its colours.
-    """
-    if text.isprintable():
-        return text
-    # Every character Python does not call printable: C0/C1 controls, DEL,
-    # format characters (bidi overrides, zero-width), separators other than
-    # the space, unassigned and private code points, lone surrogates.
-    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
-
-
-def _escape(ch: str) -> str:
-    o = ord(ch)
-    if o < 0x100:
-        return f"\\x{o:02x}"
-    return f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
-
-
-@dataclass(frozen=True)
-class Remote:
-    url: str
-    dir: str
-    commit: str | None = None
-
-
-@dataclass(frozen=True)
-class Repository:
-    source: str
-    distribution: str
-    packages: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Alternative:
-    package: str
-    path: str
-
-
-@dataclass(frozen=True)
-class Descriptor:
-    """A validated descriptor.  ``raw`` is the file's bytes (hashed into the in_manifest)."""
-
-    path: Path
-    raw: bytes = field(repr=False)
-    name: str
-    distro: str
-    suites: tuple[str, ...]
-    architectures: tuple[str, ...]
-    packages: tuple[str, ...] = ()
-    reference_datetime: str | None = None
-    remotes: tuple[Remote, ...] = ()
-    files: tuple[str, ...] = ()
-    script: str = ""
-    enable_cache: bool = False
-    sudo: bool = False
-    multiarch: tuple[str, ...] = ()
-    repositories: tuple[Repository, ...] = ()
-    alternatives: tuple[Alternative, ...] = ()
-    docker_image_digests: tuple[str, ...] = ()
-    optionals: Any = None
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.raw).hexdigest()
-
-    def with_overrides(
-        self, commits: Mapping[str, str] | None = None, urls: Mapping[str, str] | None = None
-    ) -> Descriptor:
-        """Apply gbuild's ``--commit dir=hash`` and ``--url dir=url`` (validated like the file)."""
-        commits = dict(commits or {})
-        urls = dict(urls or {})
-        dirs = {r.dir for r in self.remotes}
-        for opt, given in (("--commit", commits), ("--url", urls)):
-            for d in given:
-                if d not in dirs:
-                    raise DescriptorError(f"{opt}: no remote with dir {d!r} in the descriptor")
-        remotes = []
-        for r in self.remotes:
-            url = _url(urls[r.dir], "--url", local_ok=True) if r.dir in urls else r.url
-            commit = _commit(commits[r.dir], "--commit") if r.dir in commits else r.commit
-            remotes.append(replace(r, url=url, commit=commit))
-        return replace(self, remotes=tuple(remotes))
-
-    def bits(self, arch: str) -> int:
-        return ARCHITECTURES[arch][0]
-
-    def setarch(self, arch: str) -> str:
-        return ARCHITECTURES[arch][1]
 
 
 # --------------------------------------------------------------------------
 # loading
 
 
-def load(path: str | Path) -> Descriptor:
-    """Read, parse and validate the descriptor at ``path``."""
-    p = Path(path)
-    shown = oneline(str(p))
+def _read(path: str | os.PathLike[str]) -> bytes:
+    shown = oneline(os.fspath(path))
     try:
         # O_NONBLOCK: a FIFO given as the descriptor must not hang us.
-        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         with open(fd, "rb") as f:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise DescriptorError(f"{shown}: not a regular file")
-            raw = f.read(MAX_DESCRIPTOR_BYTES + 1)
+            return f.read(MAX_DESCRIPTOR_BYTES + 1)
     except FileNotFoundError:
         raise DescriptorError(f"{shown}: no such descriptor") from None
     except IsADirectoryError:
         raise DescriptorError(f"{shown}: is a directory, not a descriptor") from None
     except OSError as e:
         raise DescriptorError(f"{shown}: cannot read: {e.strerror}") from None
-    return parse(raw, p)
+
+
+def load(path: str | Path) -> Descriptor:
+    """Read, parse and validate the descriptor at ``path``."""
+    return parse(_read(path), path)
+
+
+def load_name(path: str | os.PathLike[str]) -> str:
+    """Read, parse and validate the descriptor at ``path`` exactly as
+    :func:`load` does (the same checks, the same errors), and return its name
+    without building the :class:`Descriptor` - all that gverify needs."""
+    raw = _read(path)
+    return str(_fields(raw, path)["name"])
 
 
 def parse(raw: bytes, path: Path | str = "<descriptor>") -> Descriptor:
     """Parse descriptor bytes.  Errors are one line naming the file and the key."""
-    p = Path(path)
-    where = oneline(p.name)
+    from pathlib import Path  # noqa: PLC0415 - see the module docstring
+
+    fields = _fields(raw, path)
+    return _build(fields, raw, Path(path))
+
+
+def _file_name(path: str | os.PathLike[str]) -> str:
+    """What ``pathlib.PurePosixPath(path).name`` is, without pathlib."""
+    parts = [p for p in os.fspath(path).split("/") if p not in ("", ".")]
+    return parts[-1] if parts else ""
+
+
+def _fields(raw: bytes, path: str | os.PathLike[str]) -> dict[str, Any]:
+    where = oneline(_file_name(path))
     if len(raw) > MAX_DESCRIPTOR_BYTES:
         raise DescriptorError(f"{where}: larger than {MAX_DESCRIPTOR_BYTES} bytes")
     doc = safe_yaml(raw, where)
@@ -224,285 +151,38 @@ def parse(raw: bytes, path: Path | str = "<descriptor>") -> Descriptor:
     if not isinstance(doc, dict):
         raise DescriptorError(f"{where}: a descriptor must be a mapping, not {_kind(doc)}")
     try:
-        return _validate(doc, raw, p)
+        return _validate(doc)
     except DescriptorError as e:
         raise DescriptorError(oneline(f"{where}: {e.message}"), hint=e.hint) from None
 
 
-def safe_yaml(raw: bytes, where: str, *, allow_omap: bool = False) -> Any:
-    """Load YAML safely: no tags (except ``!!omap`` when allowed), bounded aliases.
+def _build(fields: dict[str, Any], raw: bytes, path: Path) -> Descriptor:
+    """The :class:`Descriptor` for validated ``fields``."""
+    from gitian.records import Alternative, Descriptor, Remote, Repository  # noqa: PLC0415
 
-    Raises :class:`DescriptorError` with a one-line message starting with
-    ``where``; callers re-wrap it for other kinds of file.  Time and memory
-    are bounded by the input's size: the event stream is checked for tags,
-    nesting depth and alias expansion before a single node is built.
-    """
-    where = oneline(where)
-    if b"\x00" in raw:
-        raise DescriptorError(f"{where}: binary data (NUL byte), not YAML")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DescriptorError(f"{where}: not UTF-8 text (byte {e.start})") from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    try:
-        try:
-            return _load_unscanned(text, where, allow_omap)
-        except _ScanNeeded:
-            pass
-        _scan_events(text, where, allow_omap)
-        loader = _SafeLoader(text)
-        try:
-            node = loader.get_single_node()
-            if node is None:
-                return None
-            _check_node(node, where, allow_omap)
-            return loader.construct_document(node)
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        position = getattr(e, "position", None)  # a ReaderError: bad character
-        if mark is not None:
-            at = f" at line {mark.line + 1}"
-        elif isinstance(position, int):
-            at = f" at line {text.count(chr(10), 0, position) + 1}"
-        else:
-            at = ""
-        problem = getattr(e, "problem", None) or (str(e).splitlines() or [""])[0]
-        if "nesting depth" in problem:  # newer libyaml has a limit of its own
-            raise DescriptorError(f"{where}: YAML nested too deeply{at}") from None
-        raise DescriptorError(oneline(f"{where}: invalid YAML{at}: {problem}")) from None
-    except (ValueError, OverflowError) as e:
-        # The constructors: a timestamp like 2020-13-45, an integer with more
-        # digits than Python converts, a date out of range.
-        first = (str(e).splitlines() or [""])[0][:100]
-        raise DescriptorError(oneline(f"{where}: invalid YAML value: {first}")) from None
-    except RecursionError:  # pragma: no cover - MAX_DEPTH keeps far below the limit
-        raise DescriptorError(f"{where}: YAML nested too deeply") from None
+    return Descriptor(
+        path=path,
+        raw=raw,
+        **{
+            **fields,
+            "remotes": tuple(Remote(*r) for r in fields["remotes"]),
+            "repositories": tuple(Repository(*r) for r in fields["repositories"]),
+            "alternatives": tuple(Alternative(*a) for a in fields["alternatives"]),
+        },
+    )
 
 
-_STANDARD = "tag:yaml.org,2002:"
-_OMAP = _STANDARD + "omap"
-# What plain scalars and untagged collections resolve to.  ``<<`` (merge) and
-# ``=`` (value) resolve to tags of their own and are refused with the rest.
-_IMPLICIT_TAGS = {
-    _STANDARD + t for t in ("str", "int", "float", "bool", "null", "timestamp", "seq", "map")
-}
+def _is_date(v: object) -> bool:
+    """Whether ``v`` is a date or datetime (which only PyYAML makes, after
+    importing :mod:`datetime`; this does not import it)."""
+    dt = sys.modules.get("datetime")
+    return dt is not None and isinstance(v, dt.date)
 
 
 # --------------------------------------------------------------------------
-# The fast path: most files (every real assert) hold no tag, anchor, alias or
-# flow collection, and then the event scan cannot find anything that a look
-# at the composed tree does not.  Composing first is only safe when nesting
-# is bounded before composing (the C composer recurses), so the fast path is
-# taken only when the text itself bounds it; whenever anything is in doubt -
-# the text, a composer error, the tree - the document goes the scanned way,
-# and gets exactly the verdict and message it always got.
+# validation helpers; each raises DescriptorError naming the key
 
 
-class _ScanNeeded(Exception):
-    """The fast path does not apply: scan the events first."""
-
-
-_BLANKZ = frozenset(" \t\r\n\x85\u2028\u2029")  # libyaml's blanks and breaks
-_FAST_MAX_DEPTH = 1000  # nesting the C composer survives even with a small stack
-
-
-def _scan_needless(text: str, allow_omap: bool) -> bool:
-    """Whether ``text`` provably holds no tag but ``!!omap``, no %TAG directive,
-    no anchor or alias, no flow collection and no nesting deeper than
-    :data:`_FAST_MAX_DEPTH`.
-
-    A tag or a %TAG directive needs a '!', and every '!' here must begin or
-    end a ``!!omap`` followed by a blank.  Anchors need '&', aliases '*', flow
-    collections '[' or '{'.  (Such characters inside scalars only send the
-    text the scanned way.)  Without flow collections every collection is a
-    block one, and libyaml opens a block collection only at a column greater
-    than the enclosing one's (a sequence directly under a mapping key may
-    share its column, once): the depth is at most twice the longest line.
-    """
-    if "&" in text or "*" in text or "[" in text or "{" in text:
-        return False
-    i = text.find("!")
-    while i >= 0:
-        if not (
-            allow_omap and text.startswith("!!omap", i) and text[i + 6 : i + 7] in _BLANKZ
-        ):
-            return False
-        i = text.find("!", i + 2)
-    # Composing first must not cost more than the scan would allow either: in
-    # block-only YAML every scalar is the root, a key before ':' or a value
-    # after ':', '-' or '?', and every collection holds at least one node, so
-    # this bounds the node count before anything is built (a megabyte of
-    # "- 1" lines would otherwise take seconds and hundreds of MB to compose).
-    indicators = text.count(":") * 2 + text.count("-") + text.count("?") + 1
-    if 2 * indicators > MAX_EXPANDED_NODES:
-        return False
-    longest = max(map(len, text.split("\n")))
-    return 2 * (longest + 2) <= _FAST_MAX_DEPTH
-
-
-def _tree_within_bounds(root: yaml.Node, allow_omap: bool) -> bool:
-    """What :func:`_scan_events` checks, on a tree composed without anchors or
-    aliases: node count, depth, and no tag but implicit ones and ``!!omap`` on
-    a sequence.  (Other resolved tags such as ``<<`` are not the scan's to
-    refuse, but sending them the scanned way changes nothing: _check_node
-    refuses them there.)"""
-    count = 0
-    stack: list[tuple[yaml.Node, int]] = [(root, 0)]
-    while stack:
-        node, depth = stack.pop()
-        count += 1
-        if count > MAX_EXPANDED_NODES:
-            return False
-        tag = node.tag
-        if tag not in _IMPLICIT_TAGS and not (
-            allow_omap and tag == _OMAP and isinstance(node, yaml.SequenceNode)
-        ):
-            return False
-        if isinstance(node, yaml.SequenceNode):
-            if depth >= MAX_DEPTH:
-                return False
-            stack.extend((c, depth + 1) for c in node.value)
-        elif isinstance(node, yaml.MappingNode):
-            if depth >= MAX_DEPTH:
-                return False
-            for k, v in node.value:
-                stack.append((k, depth + 1))
-                stack.append((v, depth + 1))
-    return True
-
-
-def _load_unscanned(text: str, where: str, allow_omap: bool) -> Any:
-    """Load without the event scan, or raise :class:`_ScanNeeded`."""
-    if not _scan_needless(text, allow_omap):
-        raise _ScanNeeded
-    loader = _SafeLoader(text)
-    try:
-        try:
-            node = loader.get_single_node()
-        except Exception:  # whatever it is, the scanned way says it
-            raise _ScanNeeded from None
-        if node is None:
-            return None
-        if not _tree_within_bounds(node, allow_omap):
-            raise _ScanNeeded
-        _check_node(node, where, allow_omap)
-        return loader.construct_document(node)
-    finally:
-        loader.dispose()
-
-
-def _scan_events(text: str, where: str, allow_omap: bool) -> None:
-    """Refuse tags, deep nesting and alias expansion beyond the bounds.
-
-    Works on the parser's event stream (libyaml's parser does not recurse) and
-    stops at the first violation, so a billion-laughs document or a hundred
-    thousand ``[`` cost microseconds, not minutes.
-    """
-    expanded = 0
-    stack: list[tuple[str | None, int]] = []  # open collections: (anchor, expanded at start)
-    anchors: dict[str, int] = {}  # finished anchor -> nodes it expands to
-    open_anchors: set[str] = set()
-    for event in yaml.parse(text, Loader=_SafeLoader):
-        mark = event.start_mark
-        at = f" (line {mark.line + 1})" if mark is not None else ""
-        if isinstance(event, yaml.DocumentStartEvent) and event.tags:
-            raise DescriptorError(f"{where}: YAML %TAG directives are not allowed{at}")
-        if isinstance(event, yaml.AliasEvent):
-            name = str(event.anchor)
-            if name in open_anchors:
-                raise DescriptorError(f"{where}: recursive YAML alias{at}")
-            if name not in anchors:
-                raise DescriptorError(f"{where}: YAML alias to an undefined anchor{at}")
-            expanded += anchors[name]
-        elif isinstance(event, yaml.NodeEvent):
-            tag = getattr(event, "tag", None)
-            if tag is not None and not (
-                allow_omap and tag == _OMAP and isinstance(event, yaml.SequenceStartEvent)
-            ):
-                raise DescriptorError(f"{where}: YAML tag {tag!r} is not allowed{at}")
-            anchor = event.anchor
-            if anchor is not None and (anchor in anchors or anchor in open_anchors):
-                raise DescriptorError(f"{where}: YAML anchor defined twice{at}")
-            expanded += 1
-            if isinstance(event, yaml.CollectionStartEvent):
-                if len(stack) >= MAX_DEPTH:
-                    raise DescriptorError(
-                        f"{where}: YAML nested deeper than {MAX_DEPTH} levels{at}"
-                    )
-                stack.append((anchor, expanded - 1))
-                if anchor is not None:
-                    open_anchors.add(anchor)
-            elif anchor is not None:
-                anchors[anchor] = 1
-        elif isinstance(event, yaml.CollectionEndEvent):
-            anchor, before = stack.pop()
-            if anchor is not None:
-                open_anchors.discard(anchor)
-                anchors[anchor] = expanded - before
-        if expanded > MAX_EXPANDED_NODES:
-            raise DescriptorError(
-                f"{where}: YAML has more than {MAX_EXPANDED_NODES} nodes "
-                f"(counting each alias as what it expands to){at}"
-            )
-
-
-def _check_node(root: yaml.Node, where: str, allow_omap: bool) -> None:
-    """Check resolved tags, scalar values and duplicate mapping keys.
-
-    The graph is already bounded by :func:`_scan_events`; shared (aliased)
-    nodes are visited once.  Scalars that the constructor would fail on
-    (``2020-13-45``, an integer of 5000 digits) are refused here, where the
-    key they belong to is known.
-    """
-    seen: set[int] = set()
-    stack: list[tuple[yaml.Node, str]] = [(root, "")]
-    constructor = SafeConstructor()
-    while stack:
-        node, key = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        at = f"key {_printable(key)}" if key else f"line {_line(node)}"
-        tag = node.tag
-        if tag not in _IMPLICIT_TAGS and not (allow_omap and tag == _OMAP):
-            raise DescriptorError(f"{where}: YAML tag {tag!r} is not allowed ({at})")
-        if isinstance(node, yaml.ScalarNode):
-            if tag in (_STANDARD + "int", _STANDARD + "timestamp", _STANDARD + "float"):
-                try:
-                    constructor.construct_object(node, deep=True)
-                except (ValueError, OverflowError, yaml.YAMLError) as e:
-                    problem = (str(e).splitlines() or [""])[0][:80]
-                    raise DescriptorError(f"{where}: invalid value for {at}: {problem}") from None
-        elif isinstance(node, yaml.SequenceNode):
-            stack.extend((c, key) for c in node.value)
-        elif isinstance(node, yaml.MappingNode):
-            keys: set[tuple[str, str]] = set()
-            for k, v in node.value:
-                child = key
-                if isinstance(k, yaml.ScalarNode):
-                    ident = (str(k.tag), str(k.value))
-                    if ident in keys:
-                        raise DescriptorError(
-                            f"{where}: key {_printable(str(k.value))} appears twice "
-                            f"in one mapping (line {_line(k)})"
-                        )
-                    keys.add(ident)
-                    name = str(k.value)[:60]
-                    child = (f"{key}.{name}" if key else name)[:120]
-                stack.append((k, key))
-                stack.append((v, child))
-
-
-def _line(node: yaml.Node) -> int:
-    mark = node.start_mark
-    return int(mark.line) + 1 if mark is not None else 0
-
-
-# --------------------------------------------------------------------------
 # validation helpers; each raises DescriptorError naming the key
 
 
@@ -532,7 +212,7 @@ def _str(v: Any, key: str) -> str:
     if not isinstance(v, str):
         raise DescriptorError(
             f"{key!r} must be a string, not {_kind(v)}",
-            hint="quote the value" if isinstance(v, (int, float, _dt.date)) else None,
+            hint="quote the value" if isinstance(v, (int, float)) or _is_date(v) else None,
         )
     return v
 
@@ -616,7 +296,7 @@ def _url(v: Any, key: str, *, local_ok: bool = False) -> str:
     if len(s) > MAX_URL_LENGTH:
         raise DescriptorError(f"{key!r} is longer than {MAX_URL_LENGTH} characters")
     _no_control(s, key)
-    m = re.match(r"([A-Za-z][A-Za-z0-9+.\-]*)::", s)
+    m = _TRANSPORT.match(s)
     if m:
         raise DescriptorError(
             f"{key!r} uses the git transport {m.group(1)!r}::, which runs programs; refused"
@@ -629,7 +309,7 @@ def _url(v: Any, key: str, *, local_ok: bool = False) -> str:
             f"{key!r} value {_printable(s)} contains {_printable(''.join(bad))}, "
             "which no repository URL needs"
         )
-    m = re.match(r"([A-Za-z][A-Za-z0-9+.\-]*)://", s)
+    m = _SCHEME.match(s)
     if m:
         scheme = m.group(1).lower()
         if scheme not in URL_SCHEMES:
@@ -690,28 +370,43 @@ def _local_refused(s: str, key: str) -> DescriptorError:
 def _reference_datetime(v: Any) -> str:
     """``YYYY-MM-DD HH:MM:SS`` (UTC), from a string or an unquoted YAML timestamp."""
     key = "reference_datetime"
-    if isinstance(v, _dt.datetime):
-        if v.tzinfo is not None:
-            try:
-                v = v.astimezone(_dt.UTC).replace(tzinfo=None)
-            except (OverflowError, ValueError):
-                raise DescriptorError(f"{key!r} is out of range") from None
-        when = v.replace(microsecond=0)
-    elif isinstance(v, _dt.date):
-        when = _dt.datetime(v.year, v.month, v.day)
+    if _is_date(v):
+        import datetime as _dt  # noqa: PLC0415 - loaded already (see _is_date)
+
+        if isinstance(v, _dt.datetime):
+            if v.tzinfo is not None:
+                try:
+                    v = v.astimezone(_dt.UTC).replace(tzinfo=None)
+                except (OverflowError, ValueError):
+                    raise DescriptorError(f"{key!r} is out of range") from None
+            when = v.replace(microsecond=0)
+        else:
+            when = _dt.datetime(v.year, v.month, v.day)
+        year, text = when.year, str(when.strftime("%Y-%m-%d %H:%M:%S"))
     else:
-        s = _str(v, key)
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", s, flags=re.ASCII):
+        text = _str(v, key)
+        if not _DATETIME.fullmatch(text):
             raise DescriptorError(
-                f"{key!r} must look like 'YYYY-MM-DD HH:MM:SS', got {_printable(s)}"
+                f"{key!r} must look like 'YYYY-MM-DD HH:MM:SS', got {_printable(text)}"
             )
-        try:
-            when = _dt.datetime.strptime(s, "%Y-%m-%d %H:%M:%S")
-        except ValueError:
-            raise DescriptorError(f"{key!r} is not a real date and time: {_printable(s)}") from None
-    if not 1970 <= when.year <= 9999:
-        raise DescriptorError(f"{key!r} must be between 1970 and 9999, got year {when.year}")
-    return str(when.strftime("%Y-%m-%d %H:%M:%S"))
+        year, month, day = int(text[0:4]), int(text[5:7]), int(text[8:10])
+        hour, minute, second = int(text[11:13]), int(text[14:16]), int(text[17:19])
+        # What datetime.strptime accepts (checked by hand: importing datetime
+        # and _strptime costs gverify's start-up milliseconds).
+        leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+        days = (31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+        if not (
+            year >= 1
+            and 1 <= month <= 12
+            and 1 <= day <= days[month - 1]
+            and hour < 24
+            and minute < 60
+            and second < 60
+        ):
+            raise DescriptorError(f"{key!r} is not a real date and time: {_printable(text)}")
+    if not 1970 <= year <= 9999:
+        raise DescriptorError(f"{key!r} must be between 1970 and 9999, got year {year}")
+    return text
 
 
 def _optionals(v: Any, key: str = "optionals", depth: int = 0) -> Any:
@@ -720,7 +415,7 @@ def _optionals(v: Any, key: str = "optionals", depth: int = 0) -> Any:
         raise DescriptorError(f"{key!r} is nested too deeply")
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
-    if isinstance(v, (_dt.date, _dt.datetime)):
+    if _is_date(v):
         return v
     if isinstance(v, list):
         return [_optionals(x, key, depth + 1) for x in v]
@@ -729,7 +424,10 @@ def _optionals(v: Any, key: str = "optionals", depth: int = 0) -> Any:
     raise DescriptorError(f"{key!r} holds an unsupported value ({_kind(v)})")
 
 
-def _validate(doc: dict[Any, Any], raw: bytes, path: Path) -> Descriptor:
+def _validate(doc: dict[Any, Any]) -> dict[str, Any]:
+    """The descriptor's fields, checked: :class:`Descriptor`'s keyword
+    arguments but ``path`` and ``raw``, with each remote, repository and
+    alternative as a tuple of its fields' values."""
     for k in doc:
         if not isinstance(k, str):
             raise DescriptorError(f"top-level key {_printable(str(k))} is not a string")
@@ -759,7 +457,7 @@ def _validate(doc: dict[Any, Any], raw: bytes, path: Path) -> Descriptor:
 
     packages = tuple(_package(p, "packages") for p in _list(doc.get("packages"), "packages"))
 
-    remotes = []
+    remotes: list[tuple[str, str, str | None]] = []
     seen_dirs: set[str] = set()
     for i, r in enumerate(_list(doc.get("remotes"), "remotes")):
         where = f"remotes[{i}]"
@@ -774,10 +472,10 @@ def _validate(doc: dict[Any, Any], raw: bytes, path: Path) -> Descriptor:
         seen_dirs.add(d)
         commit = r.get("commit")
         remotes.append(
-            Remote(
-                url=_url(r["url"], f"{where}.url"),
-                dir=d,
-                commit=None if commit is None else _commit(commit, f"{where}.commit"),
+            (
+                _url(r["url"], f"{where}.url"),
+                d,
+                None if commit is None else _commit(commit, f"{where}.commit"),
             )
         )
 
@@ -802,7 +500,7 @@ def _validate(doc: dict[Any, Any], raw: bytes, path: Path) -> Descriptor:
             raise DescriptorError(f"'multiarch' entry {_printable(a)} is not a dpkg architecture")
         multiarch.append(a)
 
-    repositories = []
+    repositories: list[tuple[str, str, tuple[str, ...]]] = []
     for i, r in enumerate(_list(doc.get("repositories"), "repositories")):
         where = f"repositories[{i}]"
         r = _mapping(r, where)
@@ -816,17 +514,17 @@ def _validate(doc: dict[Any, Any], raw: bytes, path: Path) -> Descriptor:
                 "('deb [options] URI SUITE COMPONENT...', no shell metacharacters)"
             )
         repositories.append(
-            Repository(
-                source=source,
-                distribution=_sanitary(r["distribution"], f"{where}.distribution"),
-                packages=tuple(
+            (
+                source,
+                _sanitary(r["distribution"], f"{where}.distribution"),
+                tuple(
                     _package(p, f"{where}.packages")
                     for p in _list(r.get("packages"), f"{where}.packages")
                 ),
             )
         )
 
-    alternatives = []
+    alternatives: list[tuple[str, str]] = []
     for i, a in enumerate(_list(doc.get("alternatives"), "alternatives")):
         where = f"alternatives[{i}]"
         a = _mapping(a, where)
@@ -842,7 +540,7 @@ def _validate(doc: dict[Any, Any], raw: bytes, path: Path) -> Descriptor:
         alt = _str(a["package"], f"{where}.package")
         if not ALTERNATIVE.fullmatch(alt):
             raise DescriptorError(f"{where}.package {_printable(alt)} is not an alternatives name")
-        alternatives.append(Alternative(package=alt, path=pth))
+        alternatives.append((alt, pth))
 
     digests = []
     for d in _list(doc.get("docker_image_digests"), "docker_image_digests"):
@@ -857,9 +555,7 @@ def _validate(doc: dict[Any, Any], raw: bytes, path: Path) -> Descriptor:
             f"'docker_image_digests' has {len(digests)} entries but 'suites' has {len(suites)}"
         )
 
-    return Descriptor(
-        path=path,
-        raw=raw,
+    return dict(
         name=name,
         distro=distro,
         suites=suites,

@@ -13,22 +13,27 @@ The signed bytes are handed to gpg from memory (through memory file
 descriptors), so what was verified is exactly what the caller then parses;
 nothing is read twice from a file that could change in between.  (That
 needs ``pass_fds``, which :func:`gitian.run.run` does not offer, so this
-module calls :mod:`subprocess` itself - argv lists only, never a shell.)
+module starts gpg itself - argv lists only, never a shell.)
+
+gverify loads this module at start-up, so it imports nothing heavy at the
+top (no :mod:`subprocess`, :mod:`pathlib` or :mod:`typing`): the batch runs
+are started with ``posix_spawn`` (:class:`_Process`), and the rarer paths
+import what they need when they run (issue 2).
 """
 
-# No ``from __future__ import annotations`` here: with it, NamedTuple compiles
-# every field's annotation string at import, which costs gverify's start-up
-# milliseconds (issue 2).
+from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
-from typing import NamedTuple
 
 from gitian import log
 from gitian.errors import InputError, ToolMissingError
+from gitian.record import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+    from pathlib import Path
 
 #: gpg options that keep every verification offline and side-effect free.
 OFFLINE_OPTIONS: tuple[str, ...] = (
@@ -50,32 +55,44 @@ KEY_SUFFIXES = (".asc", ".gpg", ".pgp", ".key", ".pub")
 MAX_KEY_FILE_BYTES = 16 * 1024 * 1024
 
 
-class Keyring(NamedTuple):
+class Keyring(Record):
     """Where gpg finds the public keys: a home and/or explicit keyring files.
 
     ``home`` is ``None`` for the caller's own ``GNUPGHOME`` (or ``~/.gnupg``).
     """
 
-    home: Path | None = None
-    keyrings: tuple[Path, ...] = ()
+    __slots__ = ("home", "keyrings")
+
+    def __init__(
+        self,
+        home: str | os.PathLike[str] | None = None,
+        keyrings: Sequence[str | os.PathLike[str]] = (),
+    ) -> None:
+        self.home = home
+        self.keyrings = tuple(keyrings)
+
+    def _home(self) -> str:
+        if self.home is not None:
+            return os.fspath(self.home)
+        env = os.environ.get("GNUPGHOME")
+        return env if env else os.path.join(os.path.expanduser("~"), ".gnupg")
 
     def effective_home(self) -> Path:
         """The home gpg will use: ours, else ``GNUPGHOME``, else ``~/.gnupg``."""
-        if self.home is not None:
-            return self.home
-        env = os.environ.get("GNUPGHOME")
-        return Path(env) if env else Path.home() / ".gnupg"
+        from pathlib import Path  # noqa: PLC0415 - start-up cost (module docstring)
+
+        return Path(self._home())
 
     def has_keys(self) -> bool:
         """Whether there is a keyring to look keys up in (gpg would make an empty one)."""
         if self.keyrings:
             return True
-        home = self.effective_home()
-        return any((home / f).is_file() for f in ("pubring.kbx", "pubring.gpg"))
+        home = self._home()
+        return any(os.path.isfile(os.path.join(home, f)) for f in ("pubring.kbx", "pubring.gpg"))
 
     def needs_warmup(self) -> bool:
         """The first gpg run in this home would create files (trustdb): run it alone."""
-        return not (self.effective_home() / "trustdb.gpg").is_file()
+        return not os.path.isfile(os.path.join(self._home(), "trustdb.gpg"))
 
     def options(self) -> list[str]:
         opts: list[str] = []
@@ -88,24 +105,44 @@ class Keyring(NamedTuple):
         return opts
 
 
-class Signature(NamedTuple):
+class Signature(Record):
     """One signature packet's outcome, from gpg's status lines."""
 
-    status: str  # GOODSIG EXPSIG EXPKEYSIG REVKEYSIG BADSIG ERRSIG
-    keyid: str = ""
-    fingerprint: str = ""  # VALIDSIG: the key (or subkey) that made it
-    primary: str = ""  # VALIDSIG: its primary key
-    errcode: str = ""  # ERRSIG rc: 9 = no public key, 4 = unknown algorithm
+    __slots__ = ("status", "keyid", "fingerprint", "primary", "errcode")
+
+    def __init__(
+        self,
+        status: str,  # GOODSIG EXPSIG EXPKEYSIG REVKEYSIG BADSIG ERRSIG
+        keyid: str = "",
+        fingerprint: str = "",  # VALIDSIG: the key (or subkey) that made it
+        primary: str = "",  # VALIDSIG: its primary key
+        errcode: str = "",  # ERRSIG rc: 9 = no public key, 4 = unknown algorithm
+    ) -> None:
+        self.status = status
+        self.keyid = keyid
+        self.fingerprint = fingerprint
+        self.primary = primary
+        self.errcode = errcode
 
 
-class Verification(NamedTuple):
+class Verification(Record):
     """The result of checking one detached signature."""
 
-    returncode: int
-    signatures: tuple[Signature, ...] = ()
-    status_lines: tuple[str, ...] = ()
-    text: str = ""  # gpg's human-readable messages (stderr)
-    error: str = ""  # set when gpg could not run or said something we cannot use
+    __slots__ = ("returncode", "signatures", "status_lines", "text", "error")
+
+    def __init__(
+        self,
+        returncode: int,
+        signatures: tuple[Signature, ...] = (),
+        status_lines: tuple[str, ...] = (),
+        text: str = "",  # gpg's human-readable messages (stderr)
+        error: str = "",  # set when gpg could not run or said something we cannot use
+    ) -> None:
+        self.returncode = returncode
+        self.signatures = signatures
+        self.status_lines = status_lines
+        self.text = text
+        self.error = error
 
     @property
     def good(self) -> bool:
@@ -252,6 +289,8 @@ def verify_detached(
         f"-&{data_fd}",
     ]
     log.debug("+ " + " ".join(argv))
+    import subprocess  # noqa: PLC0415 - start-up cost (module docstring)
+
     try:
         proc = subprocess.run(
             argv,
@@ -383,6 +422,105 @@ def as_signed_message(signature: bytes, data: bytes) -> bytes | None:
     return _packet(4, ops) + _packet(11, literal) + signature
 
 
+class _Process:
+    """A program started with ``posix_spawn``: stdin and stderr ``/dev/null``,
+    stdout a pipe that :meth:`communicate` reads; ``pass_fds`` stay open in it.
+
+    What :class:`subprocess.Popen` would do for this one case, without
+    importing it (module docstring).  Signals the interpreter ignores
+    (SIGPIPE, SIGXFSZ) get their default action back in the child, as
+    ``Popen`` restores them.
+    """
+
+    def __init__(self, argv: Sequence[str], env: dict[str, str], pass_fds: Sequence[int]) -> None:
+        import signal  # noqa: PLC0415 - loaded already by gverify's start-up
+
+        read_end, write_end = os.pipe()
+        try:
+            null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                for fd in pass_fds:
+                    os.set_inheritable(fd, True)
+                self.pid = os.posix_spawnp(
+                    argv[0],
+                    list(argv),
+                    env,
+                    file_actions=[
+                        (os.POSIX_SPAWN_DUP2, null, 0),
+                        (os.POSIX_SPAWN_DUP2, write_end, 1),
+                        (os.POSIX_SPAWN_DUP2, null, 2),
+                    ],
+                    setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
+                )
+            finally:
+                os.close(null)
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)
+        self._stdout: int | None = read_end
+        self.returncode: int | None = None
+
+    def communicate(self, timeout: float) -> bytes:
+        """Read stdout to its end and reap the program; :class:`TimeoutError`
+        (the program killed and reaped) when that takes longer than ``timeout``."""
+        import select  # noqa: PLC0415
+        import time  # noqa: PLC0415
+
+        fd = self._stdout
+        assert fd is not None
+        chunks: list[bytes] = []
+        deadline = time.monotonic() + timeout
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.kill()
+                    raise TimeoutError
+                if poller.poll(left * 1000):
+                    chunk = os.read(fd, 1 << 16)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+        except BaseException:
+            self.kill()
+            raise
+        self._close()
+        self._wait()
+        return b"".join(chunks)
+
+    def kill(self) -> None:
+        """Stop the program (if it still runs) and reap it."""
+        import signal  # noqa: PLC0415
+
+        self._close()
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:  # pragma: no cover - reaped by someone else
+                pass
+            self._wait()
+
+    def _close(self) -> None:
+        if self._stdout is not None:
+            os.close(self._stdout)
+            self._stdout = None
+
+    def _wait(self) -> None:
+        while self.returncode is None:
+            try:
+                _, status = os.waitpid(self.pid, 0)
+            except ChildProcessError:  # pragma: no cover - reaped by someone else
+                self.returncode = -1
+                break
+            except InterruptedError:  # pragma: no cover - PEP 475 retries
+                continue
+            self.returncode = os.waitstatus_to_exitcode(status)
+
+
 class _Batch:
     """One ``gpg --verify-files`` run over signed messages, started and not yet read."""
 
@@ -414,14 +552,7 @@ class _Batch:
             ]
             log.debug("+ " + " ".join(argv))
             try:
-                self.proc = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.DEVNULL,
-                    pass_fds=tuple(fds),
-                    env=_env(),
-                )
+                self.proc = _Process(argv, _env(), fds)
             except FileNotFoundError:
                 raise ToolMissingError(
                     f"verify program not found: {program[0]}",
@@ -439,16 +570,15 @@ class _Batch:
             return
         self.done = True
         self.proc.kill()
-        self.proc.communicate()
 
     def finish(self) -> tuple[list[Verification | None], int]:
         """Wait for gpg.  A :class:`Verification` for each clean good message (else
         ``None``), and how many messages gpg finished before it stopped."""
         try:
-            stdout, _ = self.proc.communicate(timeout=self.timeout)
+            stdout = self.proc.communicate(self.timeout)
             self.done = True
-        except subprocess.TimeoutExpired:
-            self.kill()
+        except TimeoutError:
+            self.done = True
             return [None] * self.count, 0
         except BaseException:
             self.kill()
@@ -650,15 +780,20 @@ def key_files(directory: Path) -> list[Path]:
     return files
 
 
-class ImportResult(NamedTuple):
-    imported: int
-    fingerprints: tuple[str, ...]
+class ImportResult(Record):
+    __slots__ = ("imported", "fingerprints")
+
+    def __init__(self, imported: int, fingerprints: tuple[str, ...]) -> None:
+        self.imported = imported
+        self.fingerprints = fingerprints
 
 
 def import_keys(
     home: Path, files: Sequence[Path], *, program: Sequence[str] = ("gpg",)
 ) -> ImportResult:
     """Import public keys from ``files`` into ``home`` (one gpg run, offline)."""
+    import subprocess  # noqa: PLC0415 - start-up cost (module docstring)
+
     for f in files:
         if f.stat().st_size > MAX_KEY_FILE_BYTES:
             raise InputError(f"{f}: larger than {MAX_KEY_FILE_BYTES} bytes, not a key file")
@@ -706,14 +841,20 @@ def import_keys(
     return result
 
 
-@contextmanager
-def temporary_home(prefix: str = "gitian-gpg-") -> Iterator[Path]:
+def temporary_home(prefix: str = "gitian-gpg-") -> AbstractContextManager[Path]:
     """A throwaway GNUPGHOME (mode 0700), removed on leaving."""
-    import shutil  # noqa: PLC0415 - only --import-keys/--keyring need these
-    import tempfile  # noqa: PLC0415
+    from contextlib import contextmanager  # noqa: PLC0415 - start-up cost (module docstring)
 
-    home = Path(tempfile.mkdtemp(prefix=prefix))
-    try:
-        yield home
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
+    @contextmanager
+    def home_dir() -> Iterator[Path]:
+        import shutil  # noqa: PLC0415 - only --import-keys/--keyring need these
+        import tempfile  # noqa: PLC0415
+        from pathlib import Path  # noqa: PLC0415
+
+        home = Path(tempfile.mkdtemp(prefix=prefix))
+        try:
+            yield home
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+
+    return home_dir()

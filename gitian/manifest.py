@@ -10,20 +10,27 @@ gsign) is the same five keys followed by ``release``, ``name``, ``type`` and
 The reader accepts what real signature trees contain (three libyaml
 generations: ``optionals: `` with a trailing space, ``optionals:`` without,
 block or quoted scalars) and never executes anything: the only YAML loader is
-:func:`gitian.descriptor.safe_yaml`, which refuses every tag but ``!!omap``.
+:func:`gitian.safeyaml.safe_yaml`, which refuses every tag but ``!!omap``.
+
+gverify loads the reader (:func:`report_fields`) at start-up, so this module
+imports nothing heavy at the top: :class:`Report` is defined in
+:mod:`gitian.records` and handed out here (issue 2).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-from gitian.descriptor import oneline, safe_yaml
 from gitian.errors import DescriptorError, InputError
-from gitian.run import write_atomic
+from gitian.lazyre import LazyPattern
+from gitian.safeyaml import oneline, safe_yaml
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
+    from gitian.records import Report as Report
 
 #: The five keys of a result file, in the order gbuild writes them.
 RESULT_KEYS = (
@@ -39,50 +46,12 @@ ASSERT_KEYS = ("release", "name", "type", "optionals")
 MAX_REPORT_BYTES = 64 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class Report:
-    """The content of a result file or an assert.
+def __getattr__(name: str) -> Any:
+    if name == "Report":  # defined in gitian.records (see the module docstring)
+        from gitian.records import Report  # noqa: PLC0415
 
-    ``base_manifests`` keeps its order: ``(("<suite>-<arch>", text), ...)``.
-    The assert fields are ``None`` for a result file; ``has_assert_fields``
-    says whether the file carried any of them.
-    """
-
-    out_manifest: str
-    in_manifest: str = ""
-    base_manifests: tuple[tuple[str, str], ...] = ()
-    cache_common_manifest: str = ""
-    cache_package_manifest: str = ""
-    release: str | None = None
-    name: str | None = None
-    type: str | None = None
-    optionals: Any = None
-    has_assert_fields: bool = False
-
-    def as_result(self) -> Report:
-        """The same manifests without the assert fields."""
-        return Report(
-            self.out_manifest,
-            self.in_manifest,
-            self.base_manifests,
-            self.cache_common_manifest,
-            self.cache_package_manifest,
-        )
-
-    def as_assert(self, release: str, name: str, optionals: Any) -> Report:
-        """The assert gsign makes from this result."""
-        return Report(
-            self.out_manifest,
-            self.in_manifest,
-            self.base_manifests,
-            self.cache_common_manifest,
-            self.cache_package_manifest,
-            release=release,
-            name=name,
-            type="build",
-            optionals=optionals,
-            has_assert_fields=True,
-        )
+        return Report
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------
@@ -133,6 +102,14 @@ def load_report(raw: bytes, where: str) -> Report:
 
     Raises :class:`InputError` with one line naming ``where``.
     """
+    from gitian.records import Report  # noqa: PLC0415 - see the module docstring
+
+    return Report(**report_fields(raw, where))
+
+
+def report_fields(raw: bytes, where: str) -> dict[str, Any]:
+    """What :func:`load_report` checks and returns, as :class:`Report`'s
+    keyword arguments (without building one)."""
     if len(raw) > MAX_REPORT_BYTES:
         raise InputError(f"{where}: larger than {MAX_REPORT_BYTES} bytes")
     try:
@@ -175,7 +152,7 @@ def load_report(raw: bytes, where: str) -> Report:
         v = fields.get(key)
         return None if v is None else _text(v, key, where)
 
-    return Report(
+    return dict(
         out_manifest=_text(fields["out_manifest"], "out_manifest", where),
         in_manifest=_text(fields.get("in_manifest", ""), "in_manifest", where),
         base_manifests=tuple(bases),
@@ -208,7 +185,7 @@ def read_report(path: Path) -> Report:
 # writing
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE = LazyPattern("[\ud800-\udfff]")
 
 
 def _utf8(key: str, text: str) -> str:
@@ -286,6 +263,8 @@ def dump_report(report: Report) -> bytes:
 
 def write_report(path: Path, data: bytes) -> None:
     """Write a dumped report atomically (temporary file, then rename)."""
+    from gitian.run import write_atomic  # noqa: PLC0415 - see the module docstring
+
     write_atomic(path, data)
 
 

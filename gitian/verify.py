@@ -10,21 +10,21 @@ others are still judged.  Nothing here prints: :mod:`gitian.cli.gverify`
 renders the :class:`ReleaseReport`.
 """
 
-# No ``from __future__ import annotations`` here: with it, NamedTuple compiles
-# every field's annotation string at import, which costs gverify's start-up
-# milliseconds (issue 2).
+# gverify loads this module at start-up: nothing heavy is imported at the top
+# (no typing, pathlib or hashlib; issue 2).  Paths are strings here.
+
+from __future__ import annotations
 
 import enum
-import hashlib
 import os
 import re
 import stat
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import NamedTuple
 
 from gitian import gpg
 from gitian.errors import InputError
+from gitian.lazyre import LazyPattern
+from gitian.record import Record
 
 #: Largest assert we read (real ones are 5–150 kB; the reader allows 64 MiB).
 MAX_ASSERT_BYTES = 32 * 1024 * 1024
@@ -85,16 +85,27 @@ TOLERABLE = frozenset(
 )
 
 
-class Differences(NamedTuple):
+class Differences(Record):
     """How one signer's assert differs from the reference's."""
 
-    changed: tuple[str, ...] = ()  # files with another hash
-    only_in_reference: tuple[str, ...] = ()
-    only_in_signer: tuple[str, ...] = ()
-    release: tuple[str | None, str] | None = None  # (theirs, expected)
-    name: tuple[str | None, str] | None = None
-    # The classic -v view: line pairs (reference, signer) that differ, zipped.
-    lines: tuple[tuple[str, str], ...] = ()
+    __slots__ = ("changed", "only_in_reference", "only_in_signer", "release", "name", "lines")
+
+    def __init__(
+        self,
+        changed: tuple[str, ...] = (),  # files with another hash
+        only_in_reference: tuple[str, ...] = (),
+        only_in_signer: tuple[str, ...] = (),
+        release: tuple[str | None, str] | None = None,  # (theirs, expected)
+        name: tuple[str | None, str] | None = None,
+        # The classic -v view: line pairs (reference, signer) that differ, zipped.
+        lines: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        self.changed = changed
+        self.only_in_reference = only_in_reference
+        self.only_in_signer = only_in_signer
+        self.release = release
+        self.name = name
+        self.lines = lines
 
 
 class SignerResult:
@@ -113,7 +124,7 @@ class SignerResult:
         "differences",
     )
 
-    def __init__(self, name: str, assert_path: Path, sig_path: Path) -> None:
+    def __init__(self, name: str, assert_path: str, sig_path: str) -> None:
         self.name = name  # the directory name, raw (print it with printable())
         self.assert_path = assert_path
         self.sig_path = sig_path
@@ -129,7 +140,7 @@ class SignerResult:
     def out_digest(self) -> str | None:
         if self.out_manifest is None:
             return None
-        return hashlib.sha256(self.out_manifest.encode("utf-8", "surrogateescape")).hexdigest()
+        return _sha256_hex(self.out_manifest.encode("utf-8", "surrogateescape"))
 
     @property
     def primary_key(self) -> str | None:
@@ -140,12 +151,25 @@ class SignerResult:
         return min(v.primaries) if v.primaries else None
 
 
-class Group(NamedTuple):
+def _sha256_hex(data: bytes) -> str:
+    """The SHA-256 of ``data`` in hex, from CPython's own small module when it
+    has one (:mod:`hashlib` loads OpenSSL, milliseconds of gverify's start-up)."""
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found]  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - other Pythons
+        from hashlib import sha256  # noqa: PLC0415
+    return str(sha256(data).hexdigest())
+
+
+class Group(Record):
     """Signers whose verified asserts carry the same out_manifest."""
 
-    digest: str
-    signers: tuple[str, ...]
-    is_reference: bool
+    __slots__ = ("digest", "signers", "is_reference")
+
+    def __init__(self, digest: str, signers: tuple[str, ...], is_reference: bool) -> None:
+        self.digest = digest
+        self.signers = signers
+        self.is_reference = is_reference
 
 
 class ReleaseReport:
@@ -155,7 +179,7 @@ class ReleaseReport:
         self,
         package: str,
         release: str,
-        path: Path,
+        path: str | os.PathLike[str],
         *,
         compare_to: str | None = None,
         min_ok: int | None = None,
@@ -196,10 +220,10 @@ class ReleaseReport:
 # trusted keys
 
 
-_HEX = re.compile(r"(0x)?[0-9A-Fa-f]+")
+_HEX = LazyPattern(r"(0x)?[0-9A-Fa-f]+")
 
 
-class TrustedKeys(NamedTuple):
+class TrustedKeys(Record):
     """Which key fingerprints may sign for which signer directory.
 
     Names are compared case-insensitively (Bitcoin's keys.txt writes
@@ -207,7 +231,13 @@ class TrustedKeys(NamedTuple):
     or a signing subkey.
     """
 
-    bindings: Mapping[str, frozenset[str]]
+    __slots__ = ("bindings",)
+
+    def __init__(self, bindings: Mapping[str, frozenset[str]]) -> None:
+        self.bindings = bindings
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self.bindings.items())))
 
     def keys_for(self, signer: str) -> frozenset[str]:
         return self.bindings.get(signer.casefold(), frozenset())
@@ -217,7 +247,7 @@ class TrustedKeys(NamedTuple):
         return sorted(n for n, keys in self.bindings.items() if keys & fps)
 
     @classmethod
-    def parse(cls, text: str, where: str) -> "TrustedKeys":
+    def parse(cls, text: str, where: str) -> TrustedKeys:
         """Read ``signer keyid fingerprint`` lines or ``FINGERPRINT Name (handle)`` lines."""
         bindings: dict[str, set[str]] = {}
         for n, raw_line in enumerate(text.splitlines(), 1):
@@ -258,7 +288,7 @@ class TrustedKeys(NamedTuple):
         return cls({k: frozenset(v) for k, v in bindings.items()})
 
     @classmethod
-    def load(cls, path: Path) -> "TrustedKeys":
+    def load(cls, path: str | os.PathLike[str]) -> TrustedKeys:
         try:
             with open(path, "rb") as f:
                 raw = f.read(4 * 1024 * 1024 + 1)
@@ -294,7 +324,7 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def _read_capped(path: Path, root: str, cap: int, what: str) -> bytes | None:
+def _read_capped(path: str, root: str, cap: int, what: str) -> bytes | None:
     """Read ``path`` (None when it does not exist), refusing escapes and oversize.
 
     A symlink is followed only when it stays inside ``root``; FIFOs, devices and
@@ -345,7 +375,7 @@ def _read_capped(path: Path, root: str, cap: int, what: str) -> bytes | None:
         os.close(fd)
 
 
-def list_signers(release_dir: Path) -> list[tuple[str, str | None]]:
+def list_signers(release_dir: str | os.PathLike[str]) -> list[tuple[str, str | None]]:
     """Signer directory names, sorted, each with a refusal reason or ``None``.
 
     Plain files are not signers and are skipped (as in the classic tool).
@@ -389,7 +419,7 @@ def list_signers(release_dir: Path) -> list[tuple[str, str | None]]:
 
 
 def _read_one(
-    result: SignerResult, assert_path: Path, sig_path: Path, root: str, refused: str | None
+    result: SignerResult, assert_path: str, sig_path: str, root: str, refused: str | None
 ) -> tuple[bytes, bytes] | None:
     """Read one signer's assert and signature, or give the signer its verdict."""
     if refused:
@@ -468,10 +498,10 @@ def _parse(
     if parsed is not None and data in parsed:
         result.out_manifest, result.release, result.package = parsed[data]
         return
-    from gitian.manifest import load_report  # noqa: PLC0415 - keeps start-up lean
+    from gitian.manifest import report_fields  # noqa: PLC0415 - keeps start-up lean
 
     try:
-        report = load_report(data, f"{printable(result.name)}'s assert")
+        fields = report_fields(data, f"{printable(result.name)}'s assert")
     except InputError as e:
         result.verdict, result.reason = Verdict.BAD_ASSERT, printable(e.message)
         return
@@ -479,11 +509,11 @@ def _parse(
         result.verdict = Verdict.BAD_ASSERT
         result.reason = f"unusable assert: {printable(type(e).__name__)}"
         return
-    result.out_manifest = report.out_manifest
-    result.release = report.release
-    result.package = report.name
+    result.out_manifest = fields["out_manifest"]
+    result.release = fields["release"]
+    result.package = fields["name"]
     if parsed is not None:
-        parsed[data] = (report.out_manifest, report.release, report.name)
+        parsed[data] = (fields["out_manifest"], fields["release"], fields["name"])
 
 
 def _manifest_files(text: str) -> dict[str, str]:
@@ -529,7 +559,10 @@ _Readable = tuple[SignerResult, bytes, bytes]
 
 
 def _read_all(
-    release_dir: Path, package: str, shown: str, entries: list[tuple[str, str | None]]
+    release_dir: str | os.PathLike[str],
+    package: str,
+    shown: str,
+    entries: list[tuple[str, str | None]],
 ) -> tuple[list[_Job], list[_Readable]]:
     """Each signer's result object, and the (signature, assert) bytes of the readable ones."""
     root = os.path.realpath(release_dir)
@@ -538,15 +571,19 @@ def _read_all(
     for name, refused in entries:
         res = SignerResult(
             name=name,
-            assert_path=Path(shown, name, assert_name),
-            sig_path=Path(shown, name, assert_name + ".sig"),
+            assert_path=os.path.join(shown, name, assert_name),
+            sig_path=os.path.join(shown, name, assert_name + ".sig"),
         )
         jobs.append((res, refused))
     readable: list[_Readable] = []
     for res, refused in jobs:
-        signer_dir = release_dir / res.name
+        signer_dir = os.path.join(release_dir, res.name)
         got = _read_one(
-            res, signer_dir / assert_name, signer_dir / (assert_name + ".sig"), root, refused
+            res,
+            os.path.join(signer_dir, assert_name),
+            os.path.join(signer_dir, assert_name + ".sig"),
+            root,
+            refused,
         )
         if got is not None:
             readable.append((res, *got))
@@ -568,7 +605,7 @@ class Prefetch:
 
     def __init__(
         self,
-        release_dir: Path,
+        release_dir: str | os.PathLike[str],
         package: str,
         *,
         keyring: gpg.Keyring,
@@ -594,7 +631,7 @@ class Prefetch:
 
     def take(
         self,
-        release_dir: Path,
+        release_dir: str | os.PathLike[str],
         package: str,
         keyring: gpg.Keyring,
         program: Sequence[str],
@@ -618,7 +655,7 @@ class Prefetch:
 
 
 def verify_release(
-    release_dir: Path,
+    release_dir: str | os.PathLike[str],
     package: str,
     release: str,
     *,
@@ -639,7 +676,7 @@ def verify_release(
     ``prefetched`` is work started ahead (:class:`Prefetch`), used when it
     was started for exactly this release, package, keyring and program.
     """
-    if not release_dir.is_dir():
+    if not os.path.isdir(release_dir):
         raise InputError(f"{display_dir or release_dir} does not exist")
     keyring = keyring or gpg.Keyring()
     shown = display_dir if display_dir is not None else os.fspath(release_dir)

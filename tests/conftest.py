@@ -67,14 +67,37 @@ def _remove_deep_temp_dirs(root: Path, keep: Path | None) -> None:
     for entry in root.iterdir():
         if entry == keep or entry.is_symlink() or not entry.is_dir():
             continue
-        if entry.name.startswith(("garbage-", "pytest-")):
+        if entry.name.startswith(("garbage-", "pytest-")) and not _in_use(entry):
             remove_tree(entry)
+
+
+_SESSION_PID = ".gitian-session-pid"
+
+
+def _in_use(directory: Path) -> bool:
+    """Whether another pytest session still runs in ``directory`` (each
+    session writes its PID there, see pytest_sessionstart)."""
+    try:
+        pid = int((directory / _SESSION_PID).read_text().strip() or "0")
+    except (OSError, ValueError):
+        return False
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     factory = getattr(session.config, "_tmp_path_factory", None)
     if factory is not None and session.config.option.basetemp is None:
-        _remove_deep_temp_dirs(Path(factory.getbasetemp()).parent, Path(factory.getbasetemp()))
+        base = Path(factory.getbasetemp())
+        (base / _SESSION_PID).write_text(f"{os.getpid()}\n")
+        _remove_deep_temp_dirs(base.parent, base)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -83,9 +106,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         base = Path(factory.getbasetemp())
         from gitian.run import remove_tree
 
-        for entry in base.iterdir():  # this run's own directories, deep ones included
-            if entry.is_dir() and not entry.is_symlink():
-                remove_tree(entry)
+        if base.is_dir():
+            for entry in base.iterdir():  # this run's own directories, deep ones included
+                if entry.is_dir() and not entry.is_symlink():
+                    remove_tree(entry)
         _remove_deep_temp_dirs(base.parent, base)
 
 

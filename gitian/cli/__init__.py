@@ -8,20 +8,21 @@ library; its console-script entry is ``main = entry(command)``.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from collections.abc import Callable
-from types import FrameType
-from typing import TYPE_CHECKING, Any, NoReturn
 
 from gitian import log
 from gitian.errors import CommandError, GitianError, Interrupted
 
+# Click (and typing, signal) are imported where they are used, not here:
+# gverify's console script loads this package and runs without them (its
+# start-up time is part of gverify's speed goal, issue 2).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import click
+    from types import FrameType
+    from typing import Any, NoReturn
 
-# Click is imported where it is used, not here: gverify's console script runs
-# without it (its start-up time is part of gverify's speed goal, issue 2).
+    import click
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
@@ -42,10 +43,12 @@ def fail(prog: str, err: GitianError) -> NoReturn:
     sys.exit(err.exit_code)
 
 
-def entry(command: click.Command, prog: str | None = None) -> Callable[[], NoReturn]:
+def entry(command: click.Command, prog: str | None = None) -> Callable[..., NoReturn]:
     """Wrap a Click command into a console-script ``main``."""
 
     def main(argv: list[str] | None = None) -> NoReturn:
+        import signal  # noqa: PLC0415
+
         import click  # noqa: PLC0415
 
         name = prog or os.path.basename(sys.argv[0]) or command.name or "gitian"

@@ -6,16 +6,17 @@ Exit status: 0 verified, 1 verification failed, 2 bad usage or input.
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 from collections.abc import Callable
-from contextlib import ExitStack
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from gitian.errors import UsageError
 
+# The console script imports only what a plain verification needs: no typing,
+# pathlib, subprocess, Click or PyYAML (issue 2; see _run).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
     from gitian.verify import Prefetch
 
 HELP = "Verify the signed asserts of every signer of a release, offline."
@@ -250,9 +251,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     if params is None:
         from gitian.cli import entry  # noqa: PLC0415
 
-        click_main = cast(
-            Callable[[list[str] | None], NoReturn], entry(__getattr__("cli"), "gverify")
-        )
+        click_main: Callable[[list[str] | None], NoReturn] = entry(__getattr__("cli"), "gverify")
         click_main(argv)
     if argv is not None:  # called from Python (tests): exit the ordinary way
         _guarded(params)
@@ -410,7 +409,7 @@ def _start_early(
     if not release or "/" in release or "\0" in release or release in (".", ".."):
         return None
     try:
-        program = shlex.split(verify_program)
+        program = split_program(verify_program)
     except ValueError:
         return None
     shown = os.path.join(destination, release)
@@ -423,56 +422,9 @@ def _start_early(
     keyring = gpg.Keyring()
     if not keyring.has_keys() or keyring.needs_warmup():
         return None
-    # One gpg process: it checks the whole release (≈15 ms of CPU) on one core
-    # while the interpreter, the critical path, keeps the other.
-    return Prefetch(
-        Path(shown), package, keyring=keyring, program=program, display_dir=shown, workers=1
-    )
-
-
-class _LazyPattern:
-    """Stands for ``re.compile(*args)``; compiles on first use."""
-
-    __slots__ = ("_args", "_compiled", "_compile")
-
-    def __init__(self, compile_: Callable[..., Any], *args: Any) -> None:
-        self._compile = compile_
-        self._args = args
-        self._compiled: Any = None
-
-    def __getattr__(self, name: str) -> Any:
-        if self._compiled is None:
-            self._compiled = self._compile(*self._args)
-        return getattr(self._compiled, name)
-
-
-def _import_yaml() -> None:
-    """Import PyYAML with the regular expressions it makes at import compiled
-    only when first used.
-
-    PyYAML compiles about a dozen at import, for its pure-Python reader,
-    scanner and resolver; one of them (the reader's test for unprintable
-    characters, which the C loader gverify uses never runs) alone costs
-    about a third of gverify's whole budget (issue 2).  PyYAML only ever
-    calls methods on them, which :class:`_LazyPattern` passes on.  ``re.compile``
-    is swapped only for the length of this one import, before anything else
-    of PyYAML exists; the only other thread then is :class:`gitian.verify.
-    Prefetch`'s, which compiles no regular expression.
-    """
-    if "yaml" in sys.modules:
-        return
-    import re  # noqa: PLC0415
-
-    real = re.compile
-
-    def lazy(pattern: Any, flags: int = 0) -> Any:
-        return _LazyPattern(real, pattern, flags)
-
-    re.compile = lazy
-    try:
-        import yaml  # noqa: F401, PLC0415
-    finally:
-        re.compile = real
+    # One gpg process checks the whole release (≈12 ms) on one core while the
+    # interpreter goes on on the other; two were no faster (bench/gverify.py).
+    return Prefetch(shown, package, keyring=keyring, program=program, display_dir=shown, workers=1)
 
 
 def _run(
@@ -491,18 +443,16 @@ def _run(
     workdir: str | None,
     early: Prefetch | None,
 ) -> int:
-    _import_yaml()
     from gitian import gpg  # noqa: PLC0415
-    from gitian.descriptor import SANITARY, load  # noqa: PLC0415
+    from gitian.descriptor import SANITARY, load_name  # noqa: PLC0415
     from gitian.verify import (  # noqa: PLC0415
         TrustedKeys,
         printable,
         render_json,
         render_text,
-        verify_release,
     )
 
-    desc = load(descriptor)
+    name = load_name(descriptor)
     if not SANITARY.fullmatch(release) or release in (".", ".."):
         raise UsageError(f"--release {printable(release)!r} is not sanitary")
     if compare_to is not None and (
@@ -510,51 +460,33 @@ def _run(
     ):
         raise UsageError(f"--compare-to {printable(compare_to)!r} is not a signer name")
     try:
-        program = shlex.split(verify_program)
+        program = split_program(verify_program)
     except ValueError as e:
         raise UsageError(f"--verify-program {printable(verify_program)!r}: {e}") from None
     if not program:
         raise UsageError("--verify-program is empty")
     if destination is None:
-        from gitian.home import Home
+        from gitian.home import Home  # noqa: PLC0415
 
-        destination = os.fspath(Home.find(workdir).sigs / desc.name)
+        destination = os.fspath(Home.find(workdir).sigs / name)
     shown = os.path.join(destination, release)
     trusted = None
     if trusted_files:
         merged: dict[str, frozenset[str]] = {}
         for f in trusted_files:
-            for k, v in TrustedKeys.load(Path(f)).bindings.items():
+            for k, v in TrustedKeys.load(f).bindings.items():
                 merged[k] = merged.get(k, frozenset()) | v
         trusted = TrustedKeys(merged)
     for k in keyrings:
-        if not Path(k).is_file():
+        if not os.path.isfile(k):
             raise UsageError(f"--keyring {k}: no such file")
-    key_files = [f for d in import_dirs for f in gpg.key_files(Path(d))]
 
-    with ExitStack() as stack:
-        extra = tuple(Path(k).resolve() for k in keyrings)
-        if key_files:
-            home = stack.enter_context(gpg.temporary_home())
-            gpg.import_keys(home, key_files, program=program)
-            keyring = gpg.Keyring(
-                home=home, keyrings=(home / "pubring.kbx", *extra) if extra else ()
-            )
-        elif extra:
-            # Only the named keyrings: an empty throwaway home keeps gpg from
-            # creating or touching the user's own.
-            keyring = gpg.Keyring(home=stack.enter_context(gpg.temporary_home()), keyrings=extra)
-        else:
-            keyring = gpg.Keyring()
-            if not keyring.has_keys():
-                raise UsageError(
-                    f"no public keys: {keyring.effective_home()} has no keyring",
-                    hint="name the signers' keys with --import-keys DIR, --keyring FILE "
-                    "or GNUPGHOME",
-                )
+    def verify(keyring: gpg.Keyring) -> int:
+        from gitian.verify import verify_release  # noqa: PLC0415
+
         report = verify_release(
-            Path(shown),
-            desc.name,
+            shown,
+            name,
             release,
             keyring=keyring,
             program=program,
@@ -564,13 +496,46 @@ def _run(
             display_dir=shown,
             prefetched=early,
         )
-    if as_json:
-        out = render_json(report)
-    else:
-        out = render_text(report, verbose=verbose, markup=markup)
-    sys.stdout.write(out)
-    sys.stdout.flush()
-    return report.exit_code
+        out = (
+            render_json(report) if as_json else render_text(report, verbose=verbose, markup=markup)
+        )
+        sys.stdout.write(out)
+        sys.stdout.flush()
+        return report.exit_code
+
+    if not keyrings and not import_dirs:
+        keyring = gpg.Keyring()
+        if not keyring.has_keys():
+            raise UsageError(
+                f"no public keys: {keyring.effective_home()} has no keyring",
+                hint="name the signers' keys with --import-keys DIR, --keyring FILE or GNUPGHOME",
+            )
+        return verify(keyring)
+
+    from pathlib import Path  # noqa: PLC0415
+
+    key_files = [f for d in import_dirs for f in gpg.key_files(Path(d))]
+    extra = tuple(Path(k).resolve() for k in keyrings)
+    with gpg.temporary_home() as home:
+        if key_files:
+            gpg.import_keys(home, key_files, program=program)
+            # The named keyrings beside the imported keys.
+            return verify(
+                gpg.Keyring(home=home, keyrings=(home / "pubring.kbx", *extra) if extra else ())
+            )
+        # Only the named keyrings: an empty throwaway home keeps gpg from
+        # creating or touching the user's own.
+        return verify(gpg.Keyring(home=home, keyrings=extra))
+
+
+def split_program(value: str) -> list[str]:
+    """``value`` split into words as a POSIX shell would (:func:`shlex.split`),
+    without loading :mod:`shlex` for the usual plain words."""
+    if all(c.isascii() and (c.isalnum() or c in " -_./+=:,@%") for c in value):
+        return value.split()
+    import shlex  # noqa: PLC0415
+
+    return shlex.split(value)
 
 
 if __name__ == "__main__":

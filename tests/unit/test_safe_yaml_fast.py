@@ -1,4 +1,5 @@
-"""safe_yaml's fast path (no event scan when the text cannot hold what it looks for).
+"""safe_yaml's fast paths: the subset reader (gitian.miniyaml), and PyYAML
+without the event scan when the text cannot hold what the scan looks for.
 
 Every document must get exactly the verdict and message it gets the scanned
 way; these tests compare the two on real files and on hostile ones.
@@ -11,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from gitian import descriptor
-from gitian.descriptor import safe_yaml
+from gitian import miniyaml, safeyaml
 from gitian.errors import DescriptorError
+from gitian.safeyaml import safe_yaml
 
 COMPAT = Path(__file__).resolve().parents[3] / "shared" / "compat"
 
@@ -74,10 +75,15 @@ def _outcome(raw: bytes, allow_omap: bool) -> tuple[str, Any]:
         return "refused", e.message
 
 
+def _unsupported(text: str, allow_omap: bool = False) -> Any:
+    raise miniyaml.Unsupported
+
+
 def _both(raw: bytes, allow_omap: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
     fast = _outcome(raw, allow_omap)
     with monkeypatch.context() as m:
-        m.setattr(descriptor, "_scan_needless", lambda text, allow_omap: False)
+        m.setattr(safeyaml, "_scan_needless", lambda text, allow_omap: False)
+        m.setattr(miniyaml, "load", _unsupported)
         scanned = _outcome(raw, allow_omap)
     return fast, scanned
 
@@ -143,7 +149,7 @@ def test_real_asserts_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> Non
     def no_scan(*args: object) -> None:
         raise AssertionError("the event scan ran")
 
-    monkeypatch.setattr(descriptor, "_scan_events", no_scan)
+    monkeypatch.setattr(safeyaml, "_scan_events", no_scan)
     for f in asserts:
         assert safe_yaml(f.read_bytes(), "assert", allow_omap=True)
 
@@ -153,4 +159,4 @@ def test_fast_path_refuses_to_compose_unbounded_nesting() -> None:
     deep = ("- " * 30_000 + "x\n").encode()
     with pytest.raises(DescriptorError, match="nested deeper"):
         safe_yaml(deep, "doc")
-    assert not descriptor._scan_needless(deep.decode(), False)
+    assert not safeyaml._scan_needless(deep.decode(), False)
