@@ -428,8 +428,9 @@ class _Process:
 
     What :class:`subprocess.Popen` would do for this one case, without
     importing it (module docstring).  Signals the interpreter ignores
-    (SIGPIPE, SIGXFSZ) get their default action back in the child, as
-    ``Popen`` restores them.
+    (SIGPIPE, SIGXFSZ) get their default action back in the child, and
+    descriptors this process inherited open are closed in it, as ``Popen``
+    does (``close_fds``; Python opens its own files close-on-exec).
     """
 
     def __init__(self, argv: Sequence[str], env: dict[str, str], pass_fds: Sequence[int]) -> None:
@@ -441,15 +442,19 @@ class _Process:
             try:
                 for fd in pass_fds:
                     os.set_inheritable(fd, True)
+                actions: list[tuple[int, int] | tuple[int, int, int]] = [
+                    (os.POSIX_SPAWN_CLOSE, fd) for fd in _inherited_fds(pass_fds)
+                ]
+                actions += [
+                    (os.POSIX_SPAWN_DUP2, null, 0),
+                    (os.POSIX_SPAWN_DUP2, write_end, 1),
+                    (os.POSIX_SPAWN_DUP2, null, 2),
+                ]
                 self.pid = os.posix_spawnp(
                     argv[0],
                     list(argv),
                     env,
-                    file_actions=[
-                        (os.POSIX_SPAWN_DUP2, null, 0),
-                        (os.POSIX_SPAWN_DUP2, write_end, 1),
-                        (os.POSIX_SPAWN_DUP2, null, 2),
-                    ],
+                    file_actions=actions,
                     setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
                 )
             finally:
@@ -519,6 +524,24 @@ class _Process:
             except InterruptedError:  # pragma: no cover - PEP 475 retries
                 continue
             self.returncode = os.waitstatus_to_exitcode(status)
+
+
+def _inherited_fds(keep: Sequence[int]) -> list[int]:
+    """Open descriptors above 2 that a child would inherit, but ``keep``."""
+    try:
+        listed = [int(name) for name in os.listdir("/proc/self/fd")]
+    except (OSError, ValueError):  # pragma: no cover - no /proc
+        return []
+    out = []
+    for fd in listed:
+        if fd <= 2 or fd in keep:
+            continue
+        try:
+            if os.get_inheritable(fd):
+                out.append(fd)
+        except OSError:  # the descriptor listdir itself used, closed by now
+            continue
+    return out
 
 
 class _Batch:

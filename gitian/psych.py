@@ -16,7 +16,7 @@ numbers, dates, lists, mappings and ordered maps (:class:`Omap`, written as
   quoted and plain scalars at spaces past column 80, indents by 2, and writes
   block sequences inside mappings without extra indentation.
 
-Nothing here reads YAML; :func:`gitian.descriptor.safe_yaml` does that.
+Nothing here reads YAML; :func:`gitian.safeyaml.safe_yaml` does that.
 """
 
 from __future__ import annotations

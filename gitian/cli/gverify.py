@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from gitian.errors import UsageError
+from gitian.errors import UsageError, VerifyError
 
 # The console script imports only what a plain verification needs: no typing,
 # pathlib, subprocess, Click or PyYAML (issue 2; see _run).
@@ -279,8 +279,9 @@ def _exit_now(e: SystemExit) -> None:
     if not isinstance(code, int):
         return
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
     except (OSError, ValueError):
         return
     os._exit(code)
@@ -452,6 +453,8 @@ def _run(
         render_text,
     )
 
+    if sys.stdout is None:
+        raise VerifyError("standard output is closed: nowhere to write the report")
     name = load_name(descriptor)
     if not SANITARY.fullmatch(release) or release in (".", ".."):
         raise UsageError(f"--release {printable(release)!r} is not sanitary")
@@ -499,8 +502,7 @@ def _run(
         out = (
             render_json(report) if as_json else render_text(report, verbose=verbose, markup=markup)
         )
-        sys.stdout.write(out)
-        sys.stdout.flush()
+        _write_report(out)
         return report.exit_code
 
     if not keyrings and not import_dirs:
@@ -526,6 +528,19 @@ def _run(
         # Only the named keyrings: an empty throwaway home keeps gpg from
         # creating or touching the user's own.
         return verify(gpg.Keyring(home=home, keyrings=extra))
+
+
+def _write_report(text: str) -> None:
+    """Write the report; a full disk or an unwritable output is one error line
+    (a closed pipe is left to the caller, as for every tool)."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except (OSError, ValueError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise VerifyError(f"cannot write the report to standard output: {reason}") from None
 
 
 def split_program(value: str) -> list[str]:

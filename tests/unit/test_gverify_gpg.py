@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,28 @@ def test_import_keys_reports_nothing_importable(tmp_path: Path) -> None:
         gpg.import_keys(home, [bad])
     with pytest.raises(InputError):
         gpg.key_files(tmp_path / "nothing-here")
+
+
+def test_spawned_process_gets_only_its_descriptors(tmp_path: Path) -> None:
+    """gpg is started with posix_spawn, not subprocess: it must get the
+    descriptors it is given and none that this process inherited (as with
+    Popen's close_fds), and an interrupted read must not leave it running."""
+    leaked = os.open(tmp_path / "leak", os.O_WRONLY | os.O_CREAT)
+    given = os.open(tmp_path / "given", os.O_WRONLY | os.O_CREAT)
+    os.set_inheritable(leaked, True)
+    try:
+        script = "ls /proc/$$/fd; true"  # sh lists its own descriptors
+        proc = gpg._Process(["sh", "-c", script], dict(os.environ), [given])
+        fds = sorted(int(x) for x in proc.communicate(30).decode().split())
+    finally:
+        os.close(leaked)
+        os.close(given)
+    assert fds == sorted({0, 1, 2, given})
+    assert proc.returncode == 0
+
+    slow = gpg._Process(["sleep", "30"], dict(os.environ), [])
+    with pytest.raises(TimeoutError):
+        slow.communicate(0.2)
+    assert slow.returncode is not None  # killed and reaped
+    with pytest.raises(ProcessLookupError):
+        os.kill(slow.pid, 0)

@@ -125,3 +125,21 @@ def test_lean_and_ordinary_paths_give_the_same_report(keys: Keys) -> None:  # no
     assert a == b
     assert len(a["signers"]) == 11
     assert COMPAT.is_dir()
+
+
+@pytest.mark.parametrize("output", ["full", "closed"])
+def test_unwritable_output_is_one_error_line(keys: Keys, output: str) -> None:  # noqa: F811
+    env = dict(os.environ, GNUPGHOME=str(keys.home), PYTHONPATH=str(ROOT))
+    argv = [sys.executable, "-m", "gitian.cli.gverify", *release_args("monero-linux")]
+    if output == "full":
+        with open("/dev/full", "w") as full:
+            proc = subprocess.run(argv, env=env, stdout=full, stderr=subprocess.PIPE, text=True)
+        expected = "gverify: error: cannot write the report to standard output: No space left"
+    else:
+        proc = subprocess.run(
+            ["sh", "-c", 'exec "$@" >&-', "sh", *argv], env=env, stderr=subprocess.PIPE, text=True
+        )
+        expected = "gverify: error: standard output is closed"
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(expected), proc.stderr
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
