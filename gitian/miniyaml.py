@@ -175,7 +175,7 @@ class _Reader:
         elif omap:
             raise Unsupported
         else:
-            value, i = self.mapping(i, n, n, 0)
+            value, i = self.mapping(i, n, 0)
         if self.skip(i) < self.end:
             raise Unsupported
         return value
@@ -211,7 +211,7 @@ class _Reader:
             if _is_entry(content):
                 raise Unsupported  # "- - x"
             if _split_key(content) is not None:
-                value, i = self.mapping(i, column, column, depth + 1, first=content)
+                value, i = self.mapping(i, column, depth + 1, first=content)
                 items.append(value)
                 continue
             value, i = self.inline_value(i, content, n, depth + 1)
@@ -219,7 +219,7 @@ class _Reader:
         return items, i
 
     def mapping(
-        self, i: int, n: int, first_column: int, depth: int, first: str | None = None
+        self, i: int, n: int, depth: int, first: str | None = None
     ) -> tuple[dict[str, Any], int]:
         """The block mapping whose keys start at column ``n``, from line ``i``.
 
@@ -294,7 +294,7 @@ class _Reader:
             return self.sequence(j, indent, depth)
         if _split_key(text) is None:
             raise Unsupported  # a scalar on a line of its own
-        return self.mapping(j, indent, indent, depth)
+        return self.mapping(j, indent, depth)
 
     # -------------------------------------------------------------- scalars
 
