@@ -11,9 +11,11 @@ Files in the gitian home (SPEC §1, §6)::
     var/id_rsa, var/id_rsa.pub      the key root and the build user accept
 
 Acceleration: KVM when ``/dev/kvm`` opens *and* a guest really runs on it
-(a firmware-only probe VM must reach its boot menu within a few seconds; on
-nested hosts without VMX it crawls or hangs), else TCG with ``-cpu max`` and
-a warning.  The probe's answer is cached in ``var/`` for the host's boot.
+(a firmware-only probe VM with ``-cpu host`` must reach its boot menu within
+a few seconds; on nested hosts without VMX it crawls, hangs or aborts), else
+TCG with ``-cpu max`` and a warning; a VM that still fails to start under KVM
+is started again under TCG.  The answer is cached in ``var/`` for the host's
+boot.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any, ClassVar
 
 from gitian import bootstrap, log, vmimage
 from gitian.errors import CommandError, TargetError, ToolMissingError
-from gitian.run import require, run, which
+from gitian.run import require, run, which, write_atomic
 from gitian.ssh import SshTarget
 from gitian.targets.base import BaseOptions
 
@@ -110,7 +112,9 @@ def probe_kvm(binary: str, *, budget: float = KVM_PROBE_SECONDS) -> str | None:
     with tempfile.TemporaryDirectory(prefix="gitian-kvm-probe-") as tmp:
         dbg = Path(tmp) / "firmware.log"
         argv = [
-            binary, "-accel", "kvm", "-machine", "pc", "-m", "32",
+            # The CPU model builds use: on some nested hosts "-cpu host" is
+            # what fails (qemu aborts setting an MSR the host refuses).
+            binary, "-accel", "kvm", "-cpu", "host", "-machine", "pc", "-m", "32",
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             "-debugcon", f"file:{_opt_path(dbg)}", "-global", "isa-debugcon.iobase=0x402",
         ]  # fmt: skip
@@ -243,14 +247,21 @@ class KvmTarget(SshTarget):
             pass
         if self._accel is None:
             why = probe_kvm(self.binary)
-            self._accel = "tcg" if why else "kvm"
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_text(f"{key} {self._accel}\n")
+            accel = "tcg" if why else "kvm"
+            self._remember(accel)
             if why:
                 log.warn(f"KVM is not usable ({why}); falling back to TCG emulation (slow)")
-        elif self._accel == "tcg":
+            return accel
+        if self._accel == "tcg":
             log.warn("KVM is not usable on this host (probed earlier); using TCG emulation (slow)")
         return self._accel
+
+    def _remember(self, accel: str) -> None:
+        """Use ``accel`` from now on, for this host's boot (``var/kvm-accel``)."""
+        self._accel = accel
+        cache = self.config.home.var / "kvm-accel"
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(cache, f"{self.binary} {_boot_id()} {accel}\n".encode())
 
     def qemu_argv(self, accel: str) -> list[str]:
         """The qemu command line, option by option."""
@@ -310,6 +321,22 @@ class KvmTarget(SshTarget):
         self._check_port_free()
         accel = self.accel()
         self.config.home.var.mkdir(parents=True, exist_ok=True)
+        try:
+            self._launch(accel)
+        except TargetError as e:
+            if accel != "kvm" or self.config.extra.get("kvm_accel"):
+                raise
+            # The probe passed, but this VM did not start under KVM (nested
+            # hosts refuse some CPU features): the build goes on under TCG.
+            reason = e.message.splitlines()[0]
+            log.warn(f"qemu could not start with KVM ({reason}); falling back to TCG (slow)")
+            self._remember("tcg")
+            self._launch("tcg")
+        if self.running_pid() is None:
+            raise self.unreachable("qemu exited right after starting")
+
+    def _launch(self, accel: str) -> None:
+        """Run qemu -daemonize with ``accel``; TargetError if it does not start."""
         self.pidfile.unlink(missing_ok=True)
         argv = self.qemu_argv(accel)
         with log.step(f"Starting the VM ({accel})"):
@@ -324,8 +351,6 @@ class KvmTarget(SshTarget):
             except BaseException:
                 self._kill_from_pidfile()
                 raise
-        if self.running_pid() is None:
-            raise self.unreachable("qemu exited right after starting")
 
     def boot_timeout(self) -> float:
         explicit = self.config.extra.get("kvm_boot_timeout")

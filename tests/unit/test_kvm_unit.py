@@ -258,3 +258,48 @@ def test_new_key_is_made_once_and_an_old_rsa_key_is_kept(home: Home) -> None:
     ensure_ssh_key(home)
     assert (home.var / "id_rsa").read_bytes() == rsa
     assert (home.var / "id_rsa.pub").read_text().startswith("ssh-rsa ")
+
+
+FAKE_QEMU = """#!/bin/sh
+# A stand-in for qemu -daemonize: refuses KVM as a nested host does, and
+# otherwise leaves a process whose command line names the pid file.
+echo "$*" >> "$(dirname "$0")/calls"
+case " $* " in *" -accel kvm "*)
+    echo "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69" >&2; exit 1;;
+esac
+while [ $# -gt 0 ]; do [ "$1" = -pidfile ] && pidfile=$2; shift; done
+sh -c 'sleep 60' "$pidfile" </dev/null >/dev/null 2>&1 &
+echo $! > "$pidfile"
+"""
+
+
+def test_a_vm_that_kvm_refuses_is_started_under_tcg(home: Home, tmp_path: Path) -> None:
+    """The KVM probe can pass and the build's VM still fail to start under
+    KVM (nested hosts refuse some CPU features): the build goes on with TCG,
+    and later builds on this boot use TCG at once."""
+    from gitian.targets.kvm import _boot_id
+
+    fake_base(home)
+    fake = tmp_path / "bin" / "qemu-system-x86_64"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_QEMU)
+    fake.chmod(0o755)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t = KvmTarget(cfg(home, kvm_binary=str(fake), ssh_port=port))
+    t.reset()
+    (home.var / "kvm-accel").write_text(f"{fake} {_boot_id()} kvm\n")
+    pid = None
+    try:
+        t.start()
+        pid = t.running_pid()
+        assert pid is not None
+    finally:
+        if pid is not None:
+            os.kill(pid, 9)
+    calls = (fake.parent / "calls").read_text().splitlines()
+    assert [" -accel kvm " in f" {c} " for c in calls] == [True, False]
+    assert " -cpu max " in f" {calls[1]} "
+    assert (home.var / "kvm-accel").read_text().split()[-1] == "tcg"
+    assert KvmTarget(cfg(home, kvm_binary=str(fake))).accel() == "tcg"
