@@ -10,9 +10,20 @@ from __future__ import annotations
 
 import re
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+# The real one, even while gitian.safeyaml makes ``re.compile`` lazy for the
+# length of PyYAML's import.
+_compile = re.compile
+
 
 class LazyPattern:
-    """Stands for ``re.compile(pattern, flags)``; compiles on first use."""
+    """Stands for ``re.compile(pattern, flags)``; compiles on first use.
+
+    The usual methods are typed here; any other attribute of the compiled
+    pattern is passed on."""
 
     __slots__ = ("_args", "_compiled")
 
@@ -23,7 +34,7 @@ class LazyPattern:
     @property
     def compiled(self) -> re.Pattern[str]:
         if self._compiled is None:
-            self._compiled = re.compile(*self._args)
+            self._compiled = _compile(*self._args)
         return self._compiled
 
     @property
@@ -38,3 +49,6 @@ class LazyPattern:
 
     def search(self, string: str) -> re.Match[str] | None:
         return self.compiled.search(string)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.compiled, name)

@@ -144,6 +144,24 @@ class _Reader:
             i += 1
         return i
 
+    def next_entry(self, i: int, n: int) -> tuple[int, str | None]:
+        """The next content line from ``i`` on and its text from column ``n``;
+        ``None`` when the collection at column ``n`` ends there."""
+        i = self.skip(i)
+        if i >= self.end:
+            return i, None
+        line = self.lines[i]
+        indent = _indent(line)
+        if indent > n:
+            raise Unsupported
+        return i, (line[n:] if indent == n else None)
+
+    def enter(self, depth: int) -> None:
+        """Count a new collection ``depth`` levels down."""
+        if depth > MAX_DEPTH:
+            raise Unsupported
+        self.count()
+
     def count(self) -> None:
         self.nodes += 1
         if self.nodes > MAX_NODES:
@@ -184,23 +202,12 @@ class _Reader:
 
     def sequence(self, i: int, n: int, depth: int) -> tuple[list[Any], int]:
         """The block sequence whose entries start at column ``n``, from line ``i``."""
-        if depth > MAX_DEPTH:
-            raise Unsupported
-        self.count()
+        self.enter(depth)
         items: list[Any] = []
         while True:
-            i = self.skip(i)
-            if i >= self.end:
-                break
-            line = self.lines[i]
-            indent = _indent(line)
-            if indent < n:
-                break
-            if indent > n:
-                raise Unsupported
-            text = line[n:]
-            if not _is_entry(text):
-                break  # the mapping this sequence is a value of goes on
+            i, text = self.next_entry(i, n)
+            if text is None or not _is_entry(text):
+                break  # (not an entry: the mapping this sequence is a value of goes on)
             rest = text[1:]
             content = rest.lstrip(" ")
             if not content or content[0] == "#":
@@ -225,26 +232,18 @@ class _Reader:
 
         ``first`` is the text of its first entry when that starts inside a
         sequence entry's line (``- key: value``)."""
-        if depth > MAX_DEPTH:
-            raise Unsupported
-        self.count()
+        self.enter(depth)
         out: dict[str, Any] = {}
         while True:
             if first is not None:
                 text, first = first, None
             else:
-                i = self.skip(i)
-                if i >= self.end:
+                i, line = self.next_entry(i, n)
+                if line is None:
                     break
-                line = self.lines[i]
-                indent = _indent(line)
-                if indent < n:
-                    break
-                if indent > n:
+                if _is_entry(line):
                     raise Unsupported
-                text = line[n:]
-                if _is_entry(text):
-                    raise Unsupported
+                text = line
             split = _split_key(text)
             if split is None:
                 raise Unsupported

@@ -73,7 +73,7 @@ def _yaml() -> Any:
     scanner and resolver; one of them (the reader's test for unprintable
     characters, which the C loader never runs) alone costs several
     milliseconds.  PyYAML only ever calls methods on them, which
-    :class:`_LazyPattern` passes on.  ``re.compile`` is swapped only for the
+    :class:`~gitian.lazyre.LazyPattern` passes on.  ``re.compile`` is swapped only for the
     length of this one import, before anything else of PyYAML exists.
     """
     module = sys.modules.get("yaml")
@@ -82,32 +82,12 @@ def _yaml() -> Any:
     import re  # noqa: PLC0415
 
     real = re.compile
-
-    def lazy(pattern: Any, flags: int = 0) -> Any:
-        return _LazyPattern(real, pattern, flags)
-
-    re.compile = lazy
+    re.compile = LazyPattern  # type: ignore[assignment]
     try:
         import yaml  # noqa: PLC0415
     finally:
         re.compile = real
     return yaml
-
-
-class _LazyPattern:
-    """Stands for ``re.compile(*args)`` inside PyYAML; compiles on first use."""
-
-    __slots__ = ("_args", "_compiled", "_compile")
-
-    def __init__(self, compile_: Any, *args: Any) -> None:
-        self._compile = compile_
-        self._args = args
-        self._compiled: Any = None
-
-    def __getattr__(self, name: str) -> Any:
-        if self._compiled is None:
-            self._compiled = self._compile(*self._args)
-        return getattr(self._compiled, name)
 
 
 def _safe_loader() -> Any:
