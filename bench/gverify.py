@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Wall time of gverify against a bare shell loop of ``gpg --verify``.
 
-On the 11-signer Monero release (v0.18.3.1-linux, from ../shared/compat), with
+On the 11-signer Monero release (v0.18.3.1-linux, from tests/data/compat), with
 the Monero keys imported into a temporary GNUPGHOME that both sides use, this
 runs, interleaved and several times each:
 
@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-COMPAT = (ROOT.parent / "shared" / "compat").resolve()
+COMPAT = ROOT / "tests" / "data" / "compat"
 PACKAGE = "monero-linux-0.18"
 RELEASE = "v0.18.3.1-linux"
 DESCRIPTOR = COMPAT / "descriptors" / "v0.18.3.1-gitian-linux.yml"

@@ -26,9 +26,8 @@ from gitian.errors import DescriptorError
 from gitian.lazyre import LazyPattern
 from gitian.safeyaml import MAX_DEPTH as MAX_DEPTH
 from gitian.safeyaml import MAX_EXPANDED_NODES as MAX_EXPANDED_NODES
-from gitian.safeyaml import UNPRINTABLE as UNPRINTABLE
-from gitian.safeyaml import oneline as oneline
 from gitian.safeyaml import safe_yaml as safe_yaml
+from gitian.text import printable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -98,7 +97,7 @@ def __getattr__(name: str) -> Any:
 
 
 def _read(path: str | os.PathLike[str]) -> bytes:
-    shown = oneline(os.fspath(path))
+    shown = printable(os.fspath(path))
     try:
         # O_NONBLOCK: a FIFO given as the descriptor must not hang us.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -142,7 +141,7 @@ def _file_name(path: str | os.PathLike[str]) -> str:
 
 
 def _fields(raw: bytes, path: str | os.PathLike[str]) -> dict[str, Any]:
-    where = oneline(_file_name(path))
+    where = printable(_file_name(path))
     if len(raw) > MAX_DESCRIPTOR_BYTES:
         raise DescriptorError(f"{where}: larger than {MAX_DESCRIPTOR_BYTES} bytes")
     doc = safe_yaml(raw, where)
@@ -153,7 +152,7 @@ def _fields(raw: bytes, path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         return _validate(doc)
     except DescriptorError as e:
-        raise DescriptorError(oneline(f"{where}: {e.message}"), hint=e.hint) from None
+        raise DescriptorError(printable(f"{where}: {e.message}"), hint=e.hint) from None
 
 
 def _build(fields: dict[str, Any], raw: bytes, path: Path) -> Descriptor:
@@ -202,10 +201,9 @@ def _kind(v: Any) -> str:
     return type(v).__name__
 
 
-def _printable(v: str) -> str:
-    """A value shown in an error: escaped, and cut if long."""
-    s = repr(v)
-    return s if len(s) <= 60 else s[:57] + "...'"
+def _shown(v: str) -> str:
+    """A value shown in an error: escaped, quoted, and cut if long."""
+    return printable(v, quote=True, limit=60)
 
 
 def _str(v: Any, key: str) -> str:
@@ -220,7 +218,7 @@ def _str(v: Any, key: str) -> str:
 def _no_control(v: str, key: str, *, allow_newlines: bool = False) -> str:
     # C0 and C1 controls, DEL, bidi overrides, zero-width and line separators alike
     if not (v.replace("\n", "").replace("\t", "") if allow_newlines else v).isprintable():
-        raise DescriptorError(f"{key!r} contains a control character: {_printable(v)}")
+        raise DescriptorError(f"{key!r} contains a control character: {_shown(v)}")
     return v
 
 
@@ -230,7 +228,7 @@ def _sanitary(v: Any, key: str) -> str:
         raise DescriptorError(f"{key!r} value is longer than {MAX_NAME_LENGTH} characters")
     if not SANITARY.fullmatch(s) or s in (".", "..") or s.startswith(("-", ".")):
         raise DescriptorError(
-            f"{key!r} value {_printable(s)} is not sanitary "
+            f"{key!r} value {_shown(s)} is not sanitary "
             "(only letters, digits, '_', '.', '-'; not starting with '.' or '-')"
         )
     return s
@@ -267,14 +265,14 @@ def _bool(v: Any, key: str) -> bool:
 def _package(v: Any, key: str) -> str:
     s = _str(v, key)
     if not PACKAGE.fullmatch(s):
-        raise DescriptorError(f"{key!r} entry {_printable(s)} is not a Debian package name")
+        raise DescriptorError(f"{key!r} entry {_shown(s)} is not a Debian package name")
     return s
 
 
 def _commit(v: Any, key: str) -> str:
     s = _str(v, key)
     if not COMMIT.fullmatch(s) or s.endswith(".lock") or len(s) > 255:
-        raise DescriptorError(f"{key!r} value {_printable(s)} is not a commit, tag or branch name")
+        raise DescriptorError(f"{key!r} value {_shown(s)} is not a commit, tag or branch name")
     return s
 
 
@@ -302,11 +300,11 @@ def _url(v: Any, key: str, *, local_ok: bool = False) -> str:
             f"{key!r} uses the git transport {m.group(1)!r}::, which runs programs; refused"
         )
     if s.startswith("-"):
-        raise DescriptorError(f"{key!r} value {_printable(s)} starts with '-' (read as an option)")
+        raise DescriptorError(f"{key!r} value {_shown(s)} starts with '-' (read as an option)")
     bad = sorted(set(s) & URL_FORBIDDEN)
     if bad:
         raise DescriptorError(
-            f"{key!r} value {_printable(s)} contains {_printable(''.join(bad))}, "
+            f"{key!r} value {_shown(s)} contains {_shown(''.join(bad))}, "
             "which no repository URL needs"
         )
     m = _SCHEME.match(s)
@@ -325,13 +323,13 @@ def _url(v: Any, key: str, *, local_ok: bool = False) -> str:
         user, _, host = authority.rpartition("@")
         host = host.lstrip("[")
         if not host:
-            raise DescriptorError(f"{key!r} URL {_printable(s)} has no host")
+            raise DescriptorError(f"{key!r} URL {_shown(s)} has no host")
         if host.startswith("-") or user.startswith("-"):
             raise DescriptorError(
-                f"{key!r} host or user in {_printable(s)} starts with '-' (read as an option)"
+                f"{key!r} host or user in {_shown(s)} starts with '-' (read as an option)"
             )
         if not URL_HOST.fullmatch(host):
-            raise DescriptorError(f"{key!r} host in {_printable(s)} is not a host name")
+            raise DescriptorError(f"{key!r} host in {_shown(s)} is not a host name")
         return s
     head = s.split("/", 1)[0]
     if ":" in head:
@@ -340,10 +338,10 @@ def _url(v: Any, key: str, *, local_ok: bool = False) -> str:
         host = host.lstrip("[")
         if not host or host.startswith("-") or user.startswith("-"):
             raise DescriptorError(
-                f"{key!r} host or user in {_printable(s)} is empty or starts with '-'"
+                f"{key!r} host or user in {_shown(s)} is empty or starts with '-'"
             )
         if not URL_HOST.fullmatch(host):
-            raise DescriptorError(f"{key!r} host in {_printable(s)} is not a host name")
+            raise DescriptorError(f"{key!r} host in {_shown(s)} is not a host name")
         return s
     # A local path.  git runs in inputs/<dir>, so a relative path is taken
     # from there; from a descriptor it must stay inside inputs/.
@@ -361,7 +359,7 @@ def _url(v: Any, key: str, *, local_ok: bool = False) -> str:
 
 def _local_refused(s: str, key: str) -> DescriptorError:
     return DescriptorError(
-        f"{key!r} value {_printable(s)} is a path on this machine outside inputs/; "
+        f"{key!r} value {_shown(s)} is a path on this machine outside inputs/; "
         "a descriptor may not name one",
         hint="to build from a local repository, pass --url DIR=PATH to gbuild",
     )
@@ -387,7 +385,7 @@ def _reference_datetime(v: Any) -> str:
         text = _str(v, key)
         if not _DATETIME.fullmatch(text):
             raise DescriptorError(
-                f"{key!r} must look like 'YYYY-MM-DD HH:MM:SS', got {_printable(text)}"
+                f"{key!r} must look like 'YYYY-MM-DD HH:MM:SS', got {_shown(text)}"
             )
         year, month, day = int(text[0:4]), int(text[5:7]), int(text[8:10])
         hour, minute, second = int(text[11:13]), int(text[14:16]), int(text[17:19])
@@ -403,7 +401,7 @@ def _reference_datetime(v: Any) -> str:
             and minute < 60
             and second < 60
         ):
-            raise DescriptorError(f"{key!r} is not a real date and time: {_printable(text)}")
+            raise DescriptorError(f"{key!r} is not a real date and time: {_shown(text)}")
     if not 1970 <= year <= 9999:
         raise DescriptorError(f"{key!r} must be between 1970 and 9999, got year {year}")
     return text
@@ -430,7 +428,7 @@ def _validate(doc: dict[Any, Any]) -> dict[str, Any]:
     alternative as a tuple of its fields' values."""
     for k in doc:
         if not isinstance(k, str):
-            raise DescriptorError(f"top-level key {_printable(str(k))} is not a string")
+            raise DescriptorError(f"top-level key {_shown(str(k))} is not a string")
 
     if "name" not in doc:
         raise DescriptorError("missing required key 'name'")
@@ -440,7 +438,7 @@ def _validate(doc: dict[Any, Any]) -> dict[str, Any]:
     distro = _str(distro, "distro") if distro is not None else "ubuntu"
     if distro not in DISTROS:
         raise DescriptorError(
-            f"'distro' must be one of {', '.join(DISTROS)}, not {_printable(distro)}"
+            f"'distro' must be one of {', '.join(DISTROS)}, not {_shown(distro)}"
         )
 
     suites = tuple(
@@ -451,7 +449,7 @@ def _validate(doc: dict[Any, Any]) -> dict[str, Any]:
         a = _str(a, "architectures")
         if a not in ARCHITECTURES:
             raise DescriptorError(
-                f"'architectures' entry {_printable(a)} is not one of {', '.join(ARCHITECTURES)}"
+                f"'architectures' entry {_shown(a)} is not one of {', '.join(ARCHITECTURES)}"
             )
         archs.append(a)
 
@@ -497,7 +495,7 @@ def _validate(doc: dict[Any, Any]) -> dict[str, Any]:
     for a in _list(doc.get("multiarch"), "multiarch"):
         a = _str(a, "multiarch")
         if not DPKG_ARCH.fullmatch(a):
-            raise DescriptorError(f"'multiarch' entry {_printable(a)} is not a dpkg architecture")
+            raise DescriptorError(f"'multiarch' entry {_shown(a)} is not a dpkg architecture")
         multiarch.append(a)
 
     repositories: list[tuple[str, str, tuple[str, ...]]] = []
@@ -510,7 +508,7 @@ def _validate(doc: dict[Any, Any]) -> dict[str, Any]:
         source = _no_control(_str(r["source"], f"{where}.source"), f"{where}.source")
         if not APT_SOURCE.fullmatch(source):
             raise DescriptorError(
-                f"{where}.source {_printable(source)} is not an apt line "
+                f"{where}.source {_shown(source)} is not an apt line "
                 "('deb [options] URI SUITE COMPONENT...', no shell metacharacters)"
             )
         repositories.append(
@@ -534,12 +532,12 @@ def _validate(doc: dict[Any, Any]) -> dict[str, Any]:
         pth = _no_control(_str(a["path"], f"{where}.path"), f"{where}.path")
         if not ALTERNATIVE_PATH.fullmatch(pth) or set(pth.split("/")) & {".", ".."}:
             raise DescriptorError(
-                f"{where}.path {_printable(pth)} must be an absolute path of plain names "
+                f"{where}.path {_shown(pth)} must be an absolute path of plain names "
                 "(letters, digits, '+._-'; no '.' or '..')"
             )
         alt = _str(a["package"], f"{where}.package")
         if not ALTERNATIVE.fullmatch(alt):
-            raise DescriptorError(f"{where}.package {_printable(alt)} is not an alternatives name")
+            raise DescriptorError(f"{where}.package {_shown(alt)} is not an alternatives name")
         alternatives.append((alt, pth))
 
     digests = []
@@ -547,7 +545,7 @@ def _validate(doc: dict[Any, Any]) -> dict[str, Any]:
         d = _str(d, "docker_image_digests")
         if not DIGEST.fullmatch(d):
             raise DescriptorError(
-                f"'docker_image_digests' entry {_printable(d)} is not a sha256:<64 hex> digest"
+                f"'docker_image_digests' entry {_shown(d)} is not a sha256:<64 hex> digest"
             )
         digests.append(d)
     if digests and len(digests) != len(suites):
@@ -587,6 +585,6 @@ def parse_assignments(value: str | Sequence[str] | None, option: str) -> dict[st
                 continue
             d, sep, v = part.partition("=")
             if not sep or not d or not v:
-                raise DescriptorError(f"{option}: expected dir=value, got {_printable(part)}")
+                raise DescriptorError(f"{option}: expected dir=value, got {_shown(part)}")
             out[_sanitary(d, option)] = str(v)
     return out

@@ -23,7 +23,8 @@ from collections.abc import Iterable, Sequence
 
 from gitian.errors import DescriptorError, InputError
 from gitian.lazyre import LazyPattern
-from gitian.safeyaml import oneline, safe_yaml
+from gitian.safeyaml import safe_yaml
+from gitian.text import printable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -197,7 +198,7 @@ def _utf8(key: str, text: str) -> str:
         line = text[start : len(text) if end < 0 else end]
         shown = line.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         raise InputError(
-            f"{key}: not UTF-8: {oneline(shown)} (result files hold UTF-8 text only)",
+            f"{key}: not UTF-8: {printable(shown)} (result files hold UTF-8 text only)",
             hint="rename the file so that its name is UTF-8",
         )
     return text

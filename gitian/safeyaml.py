@@ -19,6 +19,7 @@ import sys
 from gitian import miniyaml
 from gitian.errors import DescriptorError
 from gitian.lazyre import LazyPattern
+from gitian.text import printable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,38 +33,6 @@ if TYPE_CHECKING:
 # crash the interpreter on ``[[[[...``) never sees more than MAX_DEPTH levels.
 MAX_EXPANDED_NODES = 50_000
 MAX_DEPTH = 64
-
-# Anything a terminal could act on or that would break a message's one line:
-# C0 and C1 controls, DEL, line/paragraph separators and bidirectional overrides.
-# (Compiled on first use, by oneline(); compiling it costs gverify's start-up
-# several milliseconds, and most messages are printable as they are.)
-_UNPRINTABLE = r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
-
-
-UNPRINTABLE = LazyPattern(_UNPRINTABLE)
-
-
-def oneline(text: str) -> str:
-    """``text`` with every control or layout character shown as an escape.
-
-    Messages built from what other people wrote (file names, keys, values,
-    parser problems) go through this, so they stay on one line and can never
-    move a terminal's cursor or change its colours.
-    """
-    if text.isprintable():
-        return text
-    # Every character Python does not call printable: C0/C1 controls, DEL,
-    # format characters (bidi overrides, zero-width), separators other than
-    # the space, unassigned and private code points, lone surrogates.
-    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
-
-
-def _escape(ch: str) -> str:
-    o = ord(ch)
-    if o < 0x100:
-        return f"\\x{o:02x}"
-    return f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
-
 
 def _yaml() -> Any:
     """PyYAML, imported on first use with the regular expressions it makes at
@@ -104,7 +73,7 @@ def safe_yaml(raw: bytes, where: str, *, allow_omap: bool = False) -> Any:
     are bounded by the input's size: the event stream is checked for tags,
     nesting depth and alias expansion before a single node is built.
     """
-    where = oneline(where)
+    where = printable(where)
     if b"\x00" in raw:
         raise DescriptorError(f"{where}: binary data (NUL byte), not YAML")
     try:
@@ -145,12 +114,12 @@ def safe_yaml(raw: bytes, where: str, *, allow_omap: bool = False) -> Any:
         problem = getattr(e, "problem", None) or (str(e).splitlines() or [""])[0]
         if "nesting depth" in problem:  # newer libyaml has a limit of its own
             raise DescriptorError(f"{where}: YAML nested too deeply{at}") from None
-        raise DescriptorError(oneline(f"{where}: invalid YAML{at}: {problem}")) from None
+        raise DescriptorError(printable(f"{where}: invalid YAML{at}: {problem}")) from None
     except (ValueError, OverflowError) as e:
         # The constructors: a timestamp like 2020-13-45, an integer with more
         # digits than Python converts, a date out of range.
         first = (str(e).splitlines() or [""])[0][:100]
-        raise DescriptorError(oneline(f"{where}: invalid YAML value: {first}")) from None
+        raise DescriptorError(printable(f"{where}: invalid YAML value: {first}")) from None
     except RecursionError:  # pragma: no cover - MAX_DEPTH keeps far below the limit
         raise DescriptorError(f"{where}: YAML nested too deeply") from None
 
@@ -339,7 +308,7 @@ def _check_node(root: yaml.Node, where: str, allow_omap: bool) -> None:
         if id(node) in seen:
             continue
         seen.add(id(node))
-        at = f"key {_printable(key)}" if key else f"line {_line(node)}"
+        at = f"key {printable(key, quote=True, limit=60)}" if key else f"line {_line(node)}"
         tag = node.tag
         if tag not in _IMPLICIT_TAGS and not (allow_omap and tag == _OMAP):
             raise DescriptorError(f"{where}: YAML tag {tag!r} is not allowed ({at})")
@@ -359,9 +328,9 @@ def _check_node(root: yaml.Node, where: str, allow_omap: bool) -> None:
                 if isinstance(k, pyyaml.ScalarNode):
                     ident = (str(k.tag), str(k.value))
                     if ident in keys:
+                        shown = printable(str(k.value), quote=True, limit=60)
                         raise DescriptorError(
-                            f"{where}: key {_printable(str(k.value))} appears twice "
-                            f"in one mapping (line {_line(k)})"
+                            f"{where}: key {shown} appears twice in one mapping (line {_line(k)})"
                         )
                     keys.add(ident)
                     name = str(k.value)[:60]
@@ -373,9 +342,3 @@ def _check_node(root: yaml.Node, where: str, allow_omap: bool) -> None:
 def _line(node: yaml.Node) -> int:
     mark = node.start_mark
     return int(mark.line) + 1 if mark is not None else 0
-
-
-def _printable(v: str) -> str:
-    """A value shown in an error: escaped, and cut if long."""
-    s = repr(v)
-    return s if len(s) <= 60 else s[:57] + "...'"

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gitian import log
-from gitian.descriptor import Descriptor, _sanitary, oneline
+from gitian.descriptor import Descriptor, _sanitary
 from gitian.errors import DescriptorError, InputError, SignError, UsageError
 from gitian.home import Home
 from gitian.manifest import dump_assert, read_report
 from gitian.run import require, run, signals_held
+from gitian.text import printable
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def make_assert(home: Home, desc: Descriptor, release: str) -> bytes:
     result_file = home.result_file(desc.name)
     if not result_file.is_file():
         raise InputError(
-            f"no build result at {oneline(str(result_file))}",
+            f"no build result at {printable(str(result_file))}",
             hint=f"run gbuild on the descriptor first (its name is {desc.name!r})",
         )
     report = read_report(result_file)
@@ -97,7 +98,7 @@ def sign(
                 _replace_pair(tmp, tmp_sig, final, final_sig)
     except OSError as e:
         where = e.filename if isinstance(e.filename, str) else str(final.parent)
-        raise SignError(f"cannot write {oneline(where)}: {e.strerror or e}") from None
+        raise SignError(f"cannot write {printable(where)}: {e.strerror or e}") from None
     log.debug(f"signed {final}")
     return Signed(final, final_sig)
 
@@ -144,7 +145,7 @@ def _write_and_sign(
         _sign_with_gnupg(signer, tmp, tmp_sig, gnupghome)
     if not tmp_sig.is_file() or tmp_sig.stat().st_size == 0:
         raise SignError(
-            f"signing produced no signature {oneline(str(tmp_sig))}",
+            f"signing produced no signature {printable(str(tmp_sig))}",
             hint="the signing program must write <file>.sig next to the file it signs",
         )
     _fsync(tmp_sig)
@@ -203,7 +204,7 @@ def _sign_with_program(
         last = tail.splitlines()[-1] if tail else ""
         raise SignError(
             f"signing program failed with exit status {result.returncode}: {shlex.join(argv)}"
-            + (f": {oneline(last)}" if last else ""),
+            + (f": {printable(last)}" if last else ""),
             hint="check that the signer's secret key is available to the signing program",
         )
 
@@ -230,7 +231,7 @@ def _sign_with_gnupg(signer: str, target: Path, sig: Path, gnupghome: str | None
     try:
         gpg = gnupg.GPG(**kwargs)
     except (OSError, ValueError) as e:
-        raise SignError(f"cannot start gpg: {oneline(str(e))}") from None
+        raise SignError(f"cannot start gpg: {printable(str(e))}") from None
     with open(target, "rb") as f:
         # --local-user, not python-gnupg's keyid (--default-key): an unknown
         # signer must fail, not silently fall back to another secret key.
@@ -252,7 +253,7 @@ def _sign_with_gnupg(signer: str, target: Path, sig: Path, gnupghome: str | None
         if detail:
             msg += f" ({detail})"
         if why:
-            msg += f"; {oneline(why)}"
+            msg += f"; {printable(why)}"
         raise SignError(
             msg,
             hint="list your secret keys with: gpg --list-secret-keys",

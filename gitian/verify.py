@@ -25,6 +25,7 @@ from gitian import gpg
 from gitian.errors import InputError
 from gitian.lazyre import LazyPattern
 from gitian.record import Record
+from gitian.text import printable
 
 #: Largest assert we read (real ones are 5–150 kB; the reader allows 64 MiB).
 MAX_ASSERT_BYTES = 32 * 1024 * 1024
@@ -32,31 +33,6 @@ MAX_ASSERT_BYTES = 32 * 1024 * 1024
 MAX_SIGNATURE_BYTES = 64 * 1024
 #: Most signer directories we look at in one release.
 MAX_SIGNERS = 10_000
-
-
-def printable(text: str) -> str:
-    """``text`` with every character that is not printable shown as an escape.
-
-    Control characters (C0, C1, DEL), bidi and other format characters, line
-    separators, and undecodable bytes of a file name (lone surrogates) are
-    never printed raw: a directory name must not be able to drive the
-    terminal.
-    """
-    if text.isprintable():
-        return text
-    out = []
-    for ch in text:
-        if ch.isprintable():
-            out.append(ch)
-            continue
-        c = ord(ch)
-        if 0xDC80 <= c <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
-            out.append(f"\\x{c - 0xDC00:02x}")
-        elif c < 0x100:
-            out.append(f"\\x{c:02x}")
-        else:
-            out.append(f"\\u{c:04x}")
-    return "".join(out)
 
 
 class Verdict(enum.Enum):

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from testdata import COMPAT
 
 ROOT = Path(__file__).resolve().parent.parent
-COMPAT = (ROOT.parent / "shared" / "compat").resolve()
 
 
 def strict_skips() -> bool:

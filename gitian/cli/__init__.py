@@ -34,12 +34,14 @@ def fail(prog: str, err: GitianError) -> NoReturn:
     """Print an expected failure in the house format and exit with its code."""
     import click  # noqa: PLC0415
 
-    click.echo(f"{prog}: error: {err.message}", err=True)
+    from gitian.text import printable  # noqa: PLC0415
+
+    click.echo(f"{prog}: error: {printable(err.message)}", err=True)
     if isinstance(err, CommandError) and err.output:
-        for line in err.output.rstrip().splitlines()[-15:]:
-            click.echo(f"    {line}", err=True)
+        for line in err.output.rstrip().split("\n")[-15:]:
+            click.echo(f"    {printable(line)}", err=True)
     if err.hint:
-        click.echo(f"{prog}: hint: {err.hint}", err=True)
+        click.echo(f"{prog}: hint: {printable(err.hint)}", err=True)
     sys.exit(err.exit_code)
 
 

@@ -10,9 +10,10 @@ import click
 
 from gitian import log
 from gitian.cli import entry, workdir_option
-from gitian.descriptor import load, oneline
+from gitian.descriptor import load
 from gitian.home import Home
 from gitian.sign import sanitary, sign
+from gitian.text import printable
 
 CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
 
@@ -75,7 +76,7 @@ def cli(
         gnupghome=gnupghome or os.environ.get("GNUPGHOME") or None,
     )
     if not quiet:
-        click.echo(oneline(str(signed.assert_path)))
+        click.echo(printable(str(signed.assert_path)))
 
 
 main = entry(cli, prog="gsign")

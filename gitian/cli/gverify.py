@@ -446,9 +446,9 @@ def _run(
 ) -> int:
     from gitian import gpg  # noqa: PLC0415
     from gitian.descriptor import SANITARY, load_name  # noqa: PLC0415
+    from gitian.text import printable  # noqa: PLC0415
     from gitian.verify import (  # noqa: PLC0415
         TrustedKeys,
-        printable,
         render_json,
         render_text,
     )

@@ -16,19 +16,18 @@ Each property runs a bounded number of examples (``FUZZ_EXAMPLES``, default
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from testdata import COMPAT
 
 from gitian import descriptor
 from gitian.errors import DescriptorError, InputError
 from gitian.manifest import Report, load_report
 
-COMPAT = Path(__file__).resolve().parents[3] / "shared" / "compat"
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 
 FUZZ = settings(

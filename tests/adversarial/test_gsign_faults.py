@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from testdata import COMPAT
 
 GPG = ["gpg", "--batch", "--no-tty", "--disable-dirmngr", "--no-auto-key-retrieve"]
-COMPAT = Path(__file__).resolve().parents[3] / "shared" / "compat"
 NAME = "pkg"
 RELEASE = "v1"
 

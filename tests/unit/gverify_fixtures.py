@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from testdata import COMPAT
 
 from gitian import gpg
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPAT = (ROOT.parent / "shared" / "compat").resolve()
 
 #: (package name, release, descriptor file, key set, expected output file)
 RELEASES = {

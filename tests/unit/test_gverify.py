@@ -1,4 +1,4 @@
-"""gverify against the real signature trees in ../shared/compat, and changed copies."""
+"""gverify against the real signature trees in tests/data/compat, and changed copies."""
 # ruff: noqa: F811
 
 from __future__ import annotations

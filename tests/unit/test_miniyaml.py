@@ -3,7 +3,7 @@
 The subset reader may decline anything; what it must never do is return
 something PyYAML would not (another value, another type, or a value where
 PyYAML fails), or raise anything but Unsupported.  Checked on the real files
-of ../shared/compat, on a table of edge cases, and on fuzzed documents
+of tests/data/compat, on a table of edge cases, and on fuzzed documents
 (``GITIAN_FUZZ_EXAMPLES`` raises the number of examples for a long run).
 """
 
@@ -17,10 +17,10 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from testdata import COMPAT
 
 from gitian import miniyaml
 
-COMPAT = Path(__file__).resolve().parents[3] / "shared" / "compat"
 EXAMPLES = int(os.environ.get("GITIAN_FUZZ_EXAMPLES", "300"))
 
 

@@ -2,7 +2,7 @@
 
 Expected texts come from Ruby 3.1 (Psych 4.0.3, libyaml 0.2.5), the versions
 the classic tools ran with: the hand-picked cases below, and a corpus of
-randomly generated documents in data/psych-corpus.json.  With ``ruby`` on the
+randomly generated documents in tests/data/psych-corpus.json.  With ``ruby`` on the
 host, a further test compares fresh random documents live.
 """
 
@@ -13,14 +13,12 @@ import os
 import random
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
+from testdata import DATA
 
 from gitian.psych import Omap, dump, requested_style, resolves_to_string
-
-DATA = Path(__file__).parent / "data"
 
 # (value, what Psych writes after "- k: ")
 CASES: list[tuple[str, str]] = [

@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from testdata import COMPAT
 
 from gitian import miniyaml, safeyaml
 from gitian.errors import DescriptorError
 from gitian.safeyaml import safe_yaml
-
-COMPAT = Path(__file__).resolve().parents[3] / "shared" / "compat"
 
 OMAP_SEQ = "--- !!omap\n- a: 1\n- b: |\n    x\n"
 
