@@ -7,44 +7,32 @@ before any other work starts: wrong types, unsafe names, option-like values,
 git transports that run programs, YAML tags and alias bombs.  Past this module
 no code sees the raw YAML.
 
-The dataclasses themselves (:class:`Descriptor`, :class:`Remote`,
-:class:`Repository`, :class:`Alternative`) are defined in
-:mod:`gitian.records` and handed out here: gverify validates a descriptor
-with :func:`load_name` and never builds one, and its start-up time is part
-of its speed goal (issue 2) - so this module imports nothing heavy at the
-top, and compiles its patterns on first use.
 """
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import os
+import re
 import stat
-import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
 from gitian.errors import DescriptorError
-from gitian.lazyre import LazyPattern
 from gitian.safeyaml import MAX_DEPTH as MAX_DEPTH
 from gitian.safeyaml import MAX_EXPANDED_NODES as MAX_EXPANDED_NODES
 from gitian.safeyaml import safe_yaml as safe_yaml
 from gitian.text import printable
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from pathlib import Path
-    from typing import Any
-
-    from gitian.records import Alternative as Alternative
-    from gitian.records import Descriptor as Descriptor
-    from gitian.records import Remote as Remote
-    from gitian.records import Repository as Repository
 
 MAX_DESCRIPTOR_BYTES = 4 * 1024 * 1024
 MAX_LIST_ITEMS = 10_000
 MAX_NAME_LENGTH = 200  # <name>-build.assert.sig must fit in a file name
 MAX_URL_LENGTH = 2048
 
-SANITARY = LazyPattern(r"[A-Za-z0-9_.\-]+")
+SANITARY = re.compile(r"[A-Za-z0-9_.\-]+")
 ARCHITECTURES: dict[str, tuple[int, str]] = {
     # arch -> (bits, setarch personality)
     "i386": (32, "i386"),
@@ -53,43 +41,109 @@ ARCHITECTURES: dict[str, tuple[int, str]] = {
 }
 DISTROS = ("ubuntu", "debian")
 # Debian package names, optionally with :arch, =version or /release.
-PACKAGE = LazyPattern(
+PACKAGE = re.compile(
     r"[a-z0-9][a-z0-9+.\-]*(:[a-z0-9\-]+)?(=[A-Za-z0-9.+~:\-]+|/[A-Za-z0-9.+~\-]+)?"
 )
-ALTERNATIVE = LazyPattern(r"[A-Za-z0-9][A-Za-z0-9+._\-]*")
-ALTERNATIVE_PATH = LazyPattern(r"(/[A-Za-z0-9+._\-]+)+")
-DPKG_ARCH = LazyPattern(r"[a-z0-9][a-z0-9\-]*")
+ALTERNATIVE = re.compile(r"[A-Za-z0-9][A-Za-z0-9+._\-]*")
+ALTERNATIVE_PATH = re.compile(r"(/[A-Za-z0-9+._\-]+)+")
+DPKG_ARCH = re.compile(r"[a-z0-9][a-z0-9\-]*")
 # A commit: a hex id or a ref/tag name as git check-ref-format would accept it
 # (no leading '-', no '..', no component starting with '.', no control or
 # special characters such as ~ ^ : ? * [ \ @{).
-COMMIT = LazyPattern(
+COMMIT = re.compile(
     r"(?!-)(?!.*\.\.)(?!.*//)(?!.*/\.)(?!.*@\{)[A-Za-z0-9][A-Za-z0-9._/+\-]*(?<![./])"
 )
-DIGEST = LazyPattern(r"([a-z0-9._/\-]+@)?sha256:[0-9a-f]{64}")
+DIGEST = re.compile(r"([a-z0-9._/\-]+@)?sha256:[0-9a-f]{64}")
 URL_SCHEMES = ("https", "http", "git", "ssh", "git+ssh", "ssh+git", "file")
 # Schemes that name a path on this machine: only from the command line (--url).
 LOCAL_SCHEMES = ("file",)
 # Characters no git URL needs and a shell would act on.
 URL_FORBIDDEN = frozenset(" \t`$;|&<>(){}\\\"'*?!#^")
-URL_HOST = LazyPattern(r"[A-Za-z0-9._~%:\[\]\-]*")
+URL_HOST = re.compile(r"[A-Za-z0-9._~%:\[\]\-]*")
 # An apt source line: "deb[-src] [options] URI SUITE [COMPONENT...]", no shell
 # metacharacters (it is written into the target's sources.list).
-APT_SOURCE = LazyPattern(r"deb(-src)? (\[[A-Za-z0-9=,._:/+\- ]+\] )?[A-Za-z0-9:/._~+%@=,\- ]+")
-CONTROL = LazyPattern(r"[\x00-\x1f\x7f]")
+APT_SOURCE = re.compile(r"deb(-src)? (\[[A-Za-z0-9=,._:/+\- ]+\] )?[A-Za-z0-9:/._~+%@=,\- ]+")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # A URL's scheme, and a git transport helper ("<helper>::").
-_SCHEME = LazyPattern(r"([A-Za-z][A-Za-z0-9+.\-]*)://")
-_TRANSPORT = LazyPattern(r"([A-Za-z][A-Za-z0-9+.\-]*)::")
-_DATETIME = LazyPattern(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", 256)  # re.ASCII
-
-_RECORDS = ("Descriptor", "Remote", "Repository", "Alternative")
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)://")
+_TRANSPORT = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)::")
+_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", re.ASCII)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _RECORDS:
-        import gitian.records  # noqa: PLC0415 - see the module docstring
+# --------------------------------------------------------------------------
+# the descriptor
 
-        return getattr(gitian.records, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+@dataclass(frozen=True)
+class Remote:
+    url: str
+    dir: str
+    commit: str | None = None
+
+
+@dataclass(frozen=True)
+class Repository:
+    source: str
+    distribution: str
+    packages: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Alternative:
+    package: str
+    path: str
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """A validated descriptor.  ``raw`` is the file's bytes (hashed into the in_manifest)."""
+
+    path: Path
+    raw: bytes = field(repr=False)
+    name: str
+    distro: str
+    suites: tuple[str, ...]
+    architectures: tuple[str, ...]
+    packages: tuple[str, ...] = ()
+    reference_datetime: str | None = None
+    remotes: tuple[Remote, ...] = ()
+    files: tuple[str, ...] = ()
+    script: str = ""
+    enable_cache: bool = False
+    sudo: bool = False
+    multiarch: tuple[str, ...] = ()
+    repositories: tuple[Repository, ...] = ()
+    alternatives: tuple[Alternative, ...] = ()
+    docker_image_digests: tuple[str, ...] = ()
+    optionals: Any = None
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.raw).hexdigest()
+
+    def with_overrides(
+        self, commits: Mapping[str, str] | None = None, urls: Mapping[str, str] | None = None
+    ) -> Descriptor:
+        """Apply gbuild's ``--commit dir=hash`` and ``--url dir=url`` (validated like the file)."""
+        commits = dict(commits or {})
+        urls = dict(urls or {})
+        dirs = {r.dir for r in self.remotes}
+        for opt, given in (("--commit", commits), ("--url", urls)):
+            for d in given:
+                if d not in dirs:
+                    raise DescriptorError(f"{opt}: no remote with dir {d!r} in the descriptor")
+        remotes = []
+        for r in self.remotes:
+            url = _url(urls[r.dir], "--url", local_ok=True) if r.dir in urls else r.url
+            commit = _commit(commits[r.dir], "--commit") if r.dir in commits else r.commit
+            remotes.append(replace(r, url=url, commit=commit))
+        return replace(self, remotes=tuple(remotes))
+
+    def bits(self, arch: str) -> int:
+        return ARCHITECTURES[arch][0]
+
+    def setarch(self, arch: str) -> str:
+        return ARCHITECTURES[arch][1]
 
 
 # --------------------------------------------------------------------------
@@ -128,8 +182,6 @@ def load_name(path: str | os.PathLike[str]) -> str:
 
 def parse(raw: bytes, path: Path | str = "<descriptor>") -> Descriptor:
     """Parse descriptor bytes.  Errors are one line naming the file and the key."""
-    from pathlib import Path  # noqa: PLC0415 - see the module docstring
-
     fields = _fields(raw, path)
     return _build(fields, raw, Path(path))
 
@@ -157,8 +209,6 @@ def _fields(raw: bytes, path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def _build(fields: dict[str, Any], raw: bytes, path: Path) -> Descriptor:
     """The :class:`Descriptor` for validated ``fields``."""
-    from gitian.records import Alternative, Descriptor, Remote, Repository  # noqa: PLC0415
-
     return Descriptor(
         path=path,
         raw=raw,
@@ -169,20 +219,6 @@ def _build(fields: dict[str, Any], raw: bytes, path: Path) -> Descriptor:
             "alternatives": tuple(Alternative(*a) for a in fields["alternatives"]),
         },
     )
-
-
-def _is_date(v: object) -> bool:
-    """Whether ``v`` is a date or datetime (which only PyYAML makes, after
-    importing :mod:`datetime`; this does not import it)."""
-    dt = sys.modules.get("datetime")
-    return dt is not None and isinstance(v, dt.date)
-
-
-# --------------------------------------------------------------------------
-# validation helpers; each raises DescriptorError naming the key
-
-
-# validation helpers; each raises DescriptorError naming the key
 
 
 def _kind(v: Any) -> str:
@@ -210,7 +246,7 @@ def _str(v: Any, key: str) -> str:
     if not isinstance(v, str):
         raise DescriptorError(
             f"{key!r} must be a string, not {_kind(v)}",
-            hint="quote the value" if isinstance(v, (int, float)) or _is_date(v) else None,
+            hint="quote the value" if isinstance(v, (int, float, datetime.date)) else None,
         )
     return v
 
@@ -368,40 +404,28 @@ def _local_refused(s: str, key: str) -> DescriptorError:
 def _reference_datetime(v: Any) -> str:
     """``YYYY-MM-DD HH:MM:SS`` (UTC), from a string or an unquoted YAML timestamp."""
     key = "reference_datetime"
-    if _is_date(v):
-        import datetime as _dt  # noqa: PLC0415 - loaded already (see _is_date)
-
-        if isinstance(v, _dt.datetime):
+    if isinstance(v, datetime.date):  # an unquoted YAML timestamp
+        when: datetime.datetime
+        if isinstance(v, datetime.datetime):
             if v.tzinfo is not None:
                 try:
-                    v = v.astimezone(_dt.UTC).replace(tzinfo=None)
+                    v = v.astimezone(datetime.UTC).replace(tzinfo=None)
                 except (OverflowError, ValueError):
                     raise DescriptorError(f"{key!r} is out of range") from None
             when = v.replace(microsecond=0)
         else:
-            when = _dt.datetime(v.year, v.month, v.day)
-        year, text = when.year, str(when.strftime("%Y-%m-%d %H:%M:%S"))
+            when = datetime.datetime(v.year, v.month, v.day)
+        year, text = when.year, when.strftime("%Y-%m-%d %H:%M:%S")
     else:
         text = _str(v, key)
         if not _DATETIME.fullmatch(text):
             raise DescriptorError(
                 f"{key!r} must look like 'YYYY-MM-DD HH:MM:SS', got {_shown(text)}"
             )
-        year, month, day = int(text[0:4]), int(text[5:7]), int(text[8:10])
-        hour, minute, second = int(text[11:13]), int(text[14:16]), int(text[17:19])
-        # What datetime.strptime accepts (checked by hand: importing datetime
-        # and _strptime costs gverify's start-up milliseconds).
-        leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
-        days = (31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-        if not (
-            year >= 1
-            and 1 <= month <= 12
-            and 1 <= day <= days[month - 1]
-            and hour < 24
-            and minute < 60
-            and second < 60
-        ):
-            raise DescriptorError(f"{key!r} is not a real date and time: {_shown(text)}")
+        try:
+            year = datetime.datetime.strptime(text, "%Y-%m-%d %H:%M:%S").year
+        except ValueError:
+            raise DescriptorError(f"{key!r} is not a real date and time: {_shown(text)}") from None
     if not 1970 <= year <= 9999:
         raise DescriptorError(f"{key!r} must be between 1970 and 9999, got year {year}")
     return text
@@ -413,7 +437,7 @@ def _optionals(v: Any, key: str = "optionals", depth: int = 0) -> Any:
         raise DescriptorError(f"{key!r} is nested too deeply")
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
-    if _is_date(v):
+    if isinstance(v, datetime.date):
         return v
     if isinstance(v, list):
         return [_optionals(x, key, depth + 1) for x in v]

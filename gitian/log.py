@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import sys
 import time
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # gverify loads this module at start-up: no typing import (issue 2)
-    from types import TracebackType
-    from typing import TextIO
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TextIO
 
 
 class _State:
@@ -48,30 +46,21 @@ def warn(msg: str) -> None:
     print(f"warning: {msg}", file=sys.stderr, flush=True)
 
 
-class step:  # noqa: N801 - used like the function it was: ``with step("..."):``
+@contextmanager
+def step(title: str) -> Iterator[None]:
     """Time one step; print ``title ... 1.2s`` (or ``failed``) when it ends."""
-
-    def __init__(self, title: str) -> None:
-        self.title = title
-        self.indent = ""
-        self.start = 0.0
-
-    def __enter__(self) -> None:
-        self.start = time.monotonic()
-        self.indent = "  " * state.depth
-        if state.debug and not state.quiet:
-            print(f"{self.indent}{self.title} ...", file=state.stream, flush=True)
-        state.depth += 1
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    start = time.monotonic()
+    indent = "  " * state.depth
+    if state.debug and not state.quiet:
+        print(f"{indent}{title} ...", file=state.stream, flush=True)
+    state.depth += 1
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
         state.depth -= 1
-        elapsed = time.monotonic() - self.start
+        elapsed = time.monotonic() - start
         if not state.quiet:
-            ok = exc_type is None
             verdict = f"{elapsed:.1f}s" if ok else f"failed after {elapsed:.1f}s"
-            print(f"{self.indent}{self.title} ... {verdict}", file=state.stream, flush=True)
+            print(f"{indent}{title} ... {verdict}", file=state.stream, flush=True)

@@ -11,27 +11,21 @@ The reader accepts what real signature trees contain (three libyaml
 generations: ``optionals: `` with a trailing space, ``optionals:`` without,
 block or quoted scalars) and never executes anything: the only YAML loader is
 :func:`gitian.safeyaml.safe_yaml`, which refuses every tag but ``!!omap``.
-
-gverify loads the reader (:func:`report_fields`) at start-up, so this module
-imports nothing heavy at the top: :class:`Report` is defined in
-:mod:`gitian.records` and handed out here (issue 2).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+from gitian import psych
 from gitian.errors import DescriptorError, InputError
-from gitian.lazyre import LazyPattern
+from gitian.run import write_atomic
 from gitian.safeyaml import safe_yaml
 from gitian.text import printable
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from pathlib import Path
-    from typing import Any
-
-    from gitian.records import Report as Report
 
 #: The five keys of a result file, in the order gbuild writes them.
 RESULT_KEYS = (
@@ -47,12 +41,50 @@ ASSERT_KEYS = ("release", "name", "type", "optionals")
 MAX_REPORT_BYTES = 64 * 1024 * 1024
 
 
-def __getattr__(name: str) -> Any:
-    if name == "Report":  # defined in gitian.records (see the module docstring)
-        from gitian.records import Report  # noqa: PLC0415
+@dataclass(frozen=True)
+class Report:
+    """The content of a result file or an assert.
 
-        return Report
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    ``base_manifests`` keeps its order: ``(("<suite>-<arch>", text), ...)``.
+    The assert fields are ``None`` for a result file; ``has_assert_fields``
+    says whether the file carried any of them.
+    """
+
+    out_manifest: str
+    in_manifest: str = ""
+    base_manifests: tuple[tuple[str, str], ...] = ()
+    cache_common_manifest: str = ""
+    cache_package_manifest: str = ""
+    release: str | None = None
+    name: str | None = None
+    type: str | None = None
+    optionals: Any = None
+    has_assert_fields: bool = False
+
+    def as_result(self) -> Report:
+        """The same manifests without the assert fields."""
+        return Report(
+            self.out_manifest,
+            self.in_manifest,
+            self.base_manifests,
+            self.cache_common_manifest,
+            self.cache_package_manifest,
+        )
+
+    def as_assert(self, release: str, name: str, optionals: Any) -> Report:
+        """The assert gsign makes from this result."""
+        return Report(
+            self.out_manifest,
+            self.in_manifest,
+            self.base_manifests,
+            self.cache_common_manifest,
+            self.cache_package_manifest,
+            release=release,
+            name=name,
+            type="build",
+            optionals=optionals,
+            has_assert_fields=True,
+        )
 
 
 # --------------------------------------------------------------------------
@@ -103,7 +135,6 @@ def load_report(raw: bytes, where: str) -> Report:
 
     Raises :class:`InputError` with one line naming ``where``.
     """
-    from gitian.records import Report  # noqa: PLC0415 - see the module docstring
 
     return Report(**report_fields(raw, where))
 
@@ -186,7 +217,7 @@ def read_report(path: Path) -> Report:
 # writing
 
 
-_SURROGATE = LazyPattern("[\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _utf8(key: str, text: str) -> str:
@@ -205,7 +236,6 @@ def _utf8(key: str, text: str) -> str:
 
 
 def _result_pairs(report: Report) -> list[tuple[str, Any]]:
-    from gitian import psych  # the writer is heavy; readers never need it
 
     _utf8("out_manifest", report.out_manifest)
     _utf8("in_manifest", report.in_manifest)
@@ -225,14 +255,12 @@ def _result_pairs(report: Report) -> list[tuple[str, Any]]:
 
 def dump_result(report: Report) -> bytes:
     """The result file gbuild writes, byte-identical to the classic tool's."""
-    from gitian import psych  # the writer is heavy; readers never need it
 
     return psych.dump(psych.Omap(_result_pairs(report)))
 
 
 def dump_assert(report: Report, release: str, name: str, optionals: Any) -> bytes:
     """The assert gsign writes for ``report``, byte-identical to the classic tool's."""
-    from gitian import psych  # the writer is heavy; readers never need it
 
     pairs = _result_pairs(report) + [
         ("release", release),
@@ -245,7 +273,6 @@ def dump_assert(report: Report, release: str, name: str, optionals: Any) -> byte
 
 def dump_report(report: Report) -> bytes:
     """A result, or an assert when ``report`` carries the assert fields."""
-    from gitian import psych  # the writer is heavy; readers never need it
 
     if not report.has_assert_fields:
         return dump_result(report)
@@ -264,7 +291,6 @@ def dump_report(report: Report) -> bytes:
 
 def write_report(path: Path, data: bytes) -> None:
     """Write a dumped report atomically (temporary file, then rename)."""
-    from gitian.run import write_atomic  # noqa: PLC0415 - see the module docstring
 
     write_atomic(path, data)
 

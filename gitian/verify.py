@@ -10,12 +10,11 @@ others are still judged.  Nothing here prints: :mod:`gitian.cli.gverify`
 renders the :class:`ReleaseReport`.
 """
 
-# gverify loads this module at start-up: nothing heavy is imported at the top
-# (no typing, pathlib or hashlib; issue 2).  Paths are strings here.
-
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 import os
 import re
 import stat
@@ -23,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from gitian import gpg
 from gitian.errors import InputError
-from gitian.lazyre import LazyPattern
+from gitian.manifest import report_fields
 from gitian.record import Record
 from gitian.text import printable
 
@@ -116,7 +115,7 @@ class SignerResult:
     def out_digest(self) -> str | None:
         if self.out_manifest is None:
             return None
-        return _sha256_hex(self.out_manifest.encode("utf-8", "surrogateescape"))
+        return hashlib.sha256(self.out_manifest.encode("utf-8", "surrogateescape")).hexdigest()
 
     @property
     def primary_key(self) -> str | None:
@@ -125,16 +124,6 @@ class SignerResult:
         if v is None or not v.good:
             return None
         return min(v.primaries) if v.primaries else None
-
-
-def _sha256_hex(data: bytes) -> str:
-    """The SHA-256 of ``data`` in hex, from CPython's own small module when it
-    has one (:mod:`hashlib` loads OpenSSL, milliseconds of gverify's start-up)."""
-    try:
-        from _sha256 import sha256  # type: ignore[import-not-found]  # noqa: PLC0415
-    except ImportError:  # pragma: no cover - other Pythons
-        from hashlib import sha256  # noqa: PLC0415
-    return str(sha256(data).hexdigest())
 
 
 class Group(Record):
@@ -196,7 +185,7 @@ class ReleaseReport:
 # trusted keys
 
 
-_HEX = LazyPattern(r"(0x)?[0-9A-Fa-f]+")
+_HEX = re.compile(r"(0x)?[0-9A-Fa-f]+")
 
 
 class TrustedKeys(Record):
@@ -455,10 +444,6 @@ def _judge_signature(
     return False
 
 
-def _import_reader() -> None:
-    import gitian.manifest  # noqa: F401, PLC0415
-
-
 def _parse(
     result: SignerResult,
     data: bytes,
@@ -474,8 +459,6 @@ def _parse(
     if parsed is not None and data in parsed:
         result.out_manifest, result.release, result.package = parsed[data]
         return
-    from gitian.manifest import report_fields  # noqa: PLC0415 - keeps start-up lean
-
     try:
         fields = report_fields(data, f"{printable(result.name)}'s assert")
     except InputError as e:
@@ -566,70 +549,6 @@ def _read_all(
     return jobs, readable
 
 
-class Prefetch:
-    """A release's files read, and their signatures being checked, ahead of time.
-
-    gverify makes this before it has parsed the descriptor, with a guessed
-    package name, so that gpg works while Python is still loading (no thread:
-    gpg runs as background processes, and the interpreter stays the caller's).
-    It must be given to :func:`verify_release` - which uses it only when
-    everything it was made with turns out to be what the run needs, and
-    otherwise does the work itself as if it had never been made - or closed.
-    It never raises: any failure just makes it unusable, and the ordinary
-    path then meets the same failure at its ordinary place.
-    """
-
-    def __init__(
-        self,
-        release_dir: str | os.PathLike[str],
-        package: str,
-        *,
-        keyring: gpg.Keyring,
-        program: Sequence[str],
-        display_dir: str,
-        workers: int | None = None,
-    ) -> None:
-        self.key = (os.fspath(release_dir), package, keyring, tuple(program), display_dir)
-        self._ahead: tuple[list[tuple[str, str | None]], list[_Job], list[_Readable]] | None
-        self._pending: gpg.PendingChecks | None = None
-        try:
-            entries = list_signers(release_dir)
-            jobs, readable = _read_all(release_dir, package, display_dir, entries)
-            self._pending = gpg.start_many(
-                [(sig, data) for _, sig, data in readable],
-                keyring=keyring,
-                program=program,
-                workers=workers,
-            )
-            self._ahead = (entries, jobs, readable)
-        except Exception:  # the ordinary path meets it again, in its place
-            self._ahead = None
-
-    def take(
-        self,
-        release_dir: str | os.PathLike[str],
-        package: str,
-        keyring: gpg.Keyring,
-        program: Sequence[str],
-        display_dir: str,
-    ) -> tuple[list[tuple[str, str | None]], list[_Job], list[_Readable], gpg.PendingChecks] | None:
-        """The work, if it was started for exactly this; else None (and it is stopped)."""
-        ahead, pending = self._ahead, self._pending
-        self._ahead = self._pending = None  # used at most once
-        key = (os.fspath(release_dir), package, keyring, tuple(program), display_dir)
-        if ahead is None or pending is None or key != self.key:
-            if pending is not None:
-                pending.kill()
-            return None
-        return (*ahead, pending)
-
-    def close(self) -> None:
-        """Stop gpg if the work was not taken (nothing runs after this returns)."""
-        if self._pending is not None:
-            self._pending.kill()
-            self._pending = None
-
-
 def verify_release(
     release_dir: str | os.PathLike[str],
     package: str,
@@ -642,66 +561,37 @@ def verify_release(
     min_ok: int | None = None,
     workers: int | None = None,
     display_dir: str | None = None,
-    prefetched: Prefetch | None = None,
 ) -> ReleaseReport:
     """Judge every signer under ``release_dir``.
 
     ``display_dir`` is how ``release_dir`` is spelled in messages (the classic
     tool prints paths as the user gave them).  Raises :class:`InputError` for
     a missing release directory or an unknown ``compare_to`` signer.
-    ``prefetched`` is work started ahead (:class:`Prefetch`), used when it
-    was started for exactly this release, package, keyring and program.
     """
     if not os.path.isdir(release_dir):
         raise InputError(f"{display_dir or release_dir} does not exist")
     keyring = keyring or gpg.Keyring()
     shown = display_dir if display_dir is not None else os.fspath(release_dir)
-    ahead = (
-        prefetched.take(release_dir, package, keyring, program, shown)
-        if prefetched is not None
-        else None
-    )
-    entries = ahead[0] if ahead is not None else list_signers(release_dir)
+    entries = list_signers(release_dir)
     names = [n for n, _ in entries]
     if compare_to is not None and compare_to not in names:
-        if ahead is not None:
-            ahead[3].kill()
         raise InputError(
-            f"--compare-to: no signer {printable(compare_to)!r} in {display_dir or release_dir}"
+            f"--compare-to: no signer {printable(compare_to, quote=True)} in "
+            f"{display_dir or release_dir}"
         )
     report = ReleaseReport(
         package=package, release=release, path=release_dir, compare_to=compare_to, min_ok=min_ok
     )
-    if ahead is not None:
-        _, jobs, readable, pending = ahead
-        report.signers = [res for res, _ in jobs]
-        try:
-            _import_reader()
-        except BaseException:
-            pending.kill()
-            raise
-        checks = pending.finish()
-        if not jobs:
-            return report
-    else:
-        jobs, readable = _read_all(release_dir, package, shown, entries)
-        report.signers = [res for res, _ in jobs]
-        if not jobs:
-            return report
-        # Load the assert reader while gpg works (it is only used after, on
-        # verified bytes; importing it is most of what is left to do).
-        pending = gpg.start_many(
-            [(sig, data) for _, sig, data in readable],
-            keyring=keyring,
-            program=program,
-            workers=workers,
-        )
-        try:
-            _import_reader()
-        except BaseException:
-            pending.kill()
-            raise
-        checks = pending.finish()
+    jobs, readable = _read_all(release_dir, package, shown, entries)
+    report.signers = [res for res, _ in jobs]
+    if not jobs:
+        return report
+    checks = gpg.verify_many(
+        [(sig, data) for _, sig, data in readable],
+        keyring=keyring,
+        program=program,
+        workers=workers,
+    )
     verified: list[SignerResult] = []
     parsed: dict[bytes, tuple[str, str | None, str | None]] = {}
     for (res, _, data), v in zip(readable, checks, strict=True):
@@ -932,8 +822,6 @@ def report_dict(report: ReleaseReport) -> dict[str, object]:
 
 
 def render_json(report: ReleaseReport) -> str:
-    import json  # noqa: PLC0415 - only --json needs it
-
     # ensure_ascii: names with control characters or undecodable bytes come
     # out as \u escapes, never raw.
     return json.dumps(report_dict(report), indent=2, ensure_ascii=True) + "\n"

@@ -8,21 +8,17 @@ library; its console-script entry is ``main = entry(command)``.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable
+from types import FrameType
+from typing import Any, NoReturn
+
+import click
 
 from gitian import log
 from gitian.errors import CommandError, GitianError, Interrupted
-
-# Click (and typing, signal) are imported where they are used, not here:
-# gverify's console script loads this package and runs without them (its
-# start-up time is part of gverify's speed goal, issue 2).
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from types import FrameType
-    from typing import Any, NoReturn
-
-    import click
+from gitian.text import printable
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
@@ -32,10 +28,6 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
 
 def fail(prog: str, err: GitianError) -> NoReturn:
     """Print an expected failure in the house format and exit with its code."""
-    import click  # noqa: PLC0415
-
-    from gitian.text import printable  # noqa: PLC0415
-
     click.echo(f"{prog}: error: {printable(err.message)}", err=True)
     if isinstance(err, CommandError) and err.output:
         for line in err.output.rstrip().split("\n")[-15:]:
@@ -49,10 +41,6 @@ def entry(command: click.Command, prog: str | None = None) -> Callable[..., NoRe
     """Wrap a Click command into a console-script ``main``."""
 
     def main(argv: list[str] | None = None) -> NoReturn:
-        import signal  # noqa: PLC0415
-
-        import click  # noqa: PLC0415
-
         name = prog or os.path.basename(sys.argv[0]) or command.name or "gitian"
         if os.environ.get("GITIAN_DEBUG"):
             log.set_debug(True)
@@ -86,8 +74,6 @@ def entry(command: click.Command, prog: str | None = None) -> Callable[..., NoRe
 
 
 def workdir_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    import click  # noqa: PLC0415
-
     return click.option(
         "--workdir",
         type=click.Path(file_okay=False),
@@ -97,8 +83,6 @@ def workdir_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def backend_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    import click  # noqa: PLC0415
-
     from gitian.targets import BACKENDS
 
     return click.option(
