@@ -163,7 +163,11 @@ def _bad_date(text: str) -> bool:
 
 def _bad_time(text: str) -> bool:
     """Psych keeps a timestamp Ruby's Time refuses (month 13, 25:00) as a String."""
-    date, _, time = re.split(r"([ tT])", text, maxsplit=1)
+    parts = re.split(r"[ tT]", text, maxsplit=1)
+    if len(parts) < 2:
+        # Date and time apart by a tab or \r: Psych's own scanner raises on these.
+        return True
+    date, time = parts
     dm = re.match(r"(-?\d{4})-(\d{1,2})-(\d{1,2})", date)
     tm = re.search(r"(\d+):(\d+):(\d+)(?:\.(\d*))?\s*(Z|[-+]\d+(?::\d\d)?)?", time)
     if dm is None or tm is None:
@@ -319,7 +323,8 @@ def _ruby_time(v: _dt.datetime) -> str:
     A timestamp without a zone is local time to Ruby; gitian runs with TZ=UTC,
     where Ruby writes ``+00:00``.
     """
-    base = v.strftime("%Y-%m-%d %H:%M:%S") + f".{v.microsecond:06d}000"
+    # Not strftime: glibc's %Y drops the zeros Ruby writes before a year below 1000.
+    base = f"{v.year:04d}-{v:%m-%d %H:%M:%S}.{v.microsecond:06d}000"
     offset = v.utcoffset()
     if offset is None:
         return base + " +00:00"

@@ -110,6 +110,14 @@ def test_keep_chomping_at_the_end_closes_the_document() -> None:
     assert dump(Omap([("k", "a\n\n")])) == b'--- !!omap\n- k: "a\\n\\n"\n'
 
 
+def test_strings_psych_itself_raises_on_are_still_written() -> None:
+    # Ruby's gsign stops here (ArgumentError for "0x_", NoMethodError for a
+    # date and time apart by a tab); we write them as the strings they are.
+    assert dump(Omap([("k", "0x_"), ("t", "2001-12-14\t21:59:43")])) == (
+        b"--- !!omap\n- k: '0x_'\n- t: \"2001-12-14\\t21:59:43\"\n"
+    )
+
+
 def test_null_and_collections() -> None:
     assert dump(Omap([("optionals", None)])) == b"--- !!omap\n- optionals:\n"
     assert dump(Omap([("optionals", [])])) == b"--- !!omap\n- optionals: []\n"
@@ -330,6 +338,8 @@ def test_dates_and_times_as_psych_writes_them() -> None:
             ("a", dt.datetime(2001, 12, 14, 21, 59, 43, 100000, tzinfo=minus5)),
             ("b", dt.datetime(2001, 12, 14, 21, 59, 43, 100000, tzinfo=dt.UTC)),
             ("c", dt.datetime(2001, 12, 14, 21, 59, 43)),  # no zone: local time, TZ=UTC
+            ("e", dt.datetime(33, 8, 15, 20, 59, 29, tzinfo=dt.UTC)),
+            ("f", dt.date(803, 11, 7)),
         ]
     )
     assert dump(doc).decode() == (
@@ -337,4 +347,6 @@ def test_dates_and_times_as_psych_writes_them() -> None:
         "- a: 2001-12-14 21:59:43.100000000 -05:00\n"
         "- b: 2001-12-14 21:59:43.100000000 Z\n"
         "- c: 2001-12-14 21:59:43.000000000 +00:00\n"
+        "- e: 0033-08-15 20:59:29.000000000 Z\n"
+        "- f: 0803-11-07\n"
     )
