@@ -1,20 +1,18 @@
-"""A small YAML emitter that writes what Ruby's ``to_yaml`` writes.
+"""Write YAML as Ruby's ``to_yaml`` writes it: Psych's decisions, libyaml's emitter.
 
 The classic tools dumped result files and asserts with Psych 4.0 on libyaml
-0.2.5, and signatures cover those exact bytes.  This module reproduces that
-output for the kinds of value the files hold: strings, ``None``, booleans,
-numbers, dates, lists, mappings and ordered maps (:class:`Omap`, written as
-``!!omap``).  It is written from the documented behaviour of the two layers:
-
-* Psych picks a *requested* style per string: literal (``|``) when a line
-  break is followed by more text, double-quoted for ``y``/``n`` and for text
-  with a line starting with a non-word character and no ``"``, single-quoted
-  when the text would read back as something other than a string
-  (``'22.0'``, ``'true'``, ``''``), plain otherwise.
-* libyaml analyses the characters and downgrades a style it cannot use
-  (plain → single-quoted → double-quoted; literal → double-quoted), folds
-  quoted and plain scalars at spaces past column 80, indents by 2, and writes
-  block sequences inside mappings without extra indentation.
+0.2.5, and signatures cover those exact bytes.  Psych turns each value into
+events for libyaml and, for a string, *requests* a style: literal (``|``)
+when a line break is followed by more text, double-quoted for ``y``/``n``
+and for text with a line starting with a non-word character and no ``"``,
+single-quoted when the text would read back as something other than a
+string (``'22.0'``, ``'true'``, ``''``), plain otherwise.  This module makes
+those decisions (and Ruby's forms of floats and times, and ``!!omap``) and
+hands the events to the same emitter, libyaml, through PyYAML's
+:class:`yaml.CDumper`; libyaml then downgrades styles it cannot use, folds
+long lines, indents and writes every byte, exactly as it did for Ruby.
+PyYAML's pure-Python emitter differs from libyaml in those choices, so it is
+never used as a fallback.
 
 Nothing here reads YAML; :func:`gitian.safeyaml.safe_yaml` does that.
 """
@@ -23,18 +21,20 @@ from __future__ import annotations
 
 import datetime as _dt
 import decimal
+import io
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-BEST_INDENT = 2
-BEST_WIDTH = 80
-OMAP_TAG = "!!omap"
+import yaml
 
-_BREAKS = "\r\n\x85\u2028\u2029"
-_BLANKZ = " \t" + _BREAKS
+from gitian.errors import ToolMissingError
+
+_OMAP_TAG = "tag:yaml.org,2002:omap"
+_STR_TAG = "tag:yaml.org,2002:str"
+_NULL_TAG = "tag:yaml.org,2002:null"
 
 
 class Omap(tuple[tuple[Any, Any], ...]):
@@ -46,7 +46,6 @@ class Omap(tuple[tuple[Any, Any], ...]):
 
 # --------------------------------------------------------------------------
 # Psych's choice of style and its scalar resolution
-
 
 _PLAIN, _SINGLE, _DOUBLE, _LITERAL = "plain", "single", "double", "literal"
 # "<<" (the merge key) is written with an explicit tag: !!str '<<'.
@@ -208,87 +207,7 @@ def requested_style(text: str) -> str:
 
 
 # --------------------------------------------------------------------------
-# libyaml's analysis of a scalar
-
-
-def _printable(ch: str) -> bool:
-    c = ord(ch)
-    return (
-        c == 0x0A
-        or 0x20 <= c <= 0x7E
-        or 0xA0 <= c <= 0xD7FF
-        or (0xE000 <= c <= 0xFFFD and c != 0xFEFF)
-    )
-
-
-_NON_PRINTABLE = re.compile("[^\n\x20-\x7e\xa0-\ud7ff\ue000-\ufefe\uff00-\ufffd]")
-_BREAK_RE = re.compile("[\r\n\x85\u2028\u2029]")
-_BREAK_SPACE = re.compile("[\r\n\x85\u2028\u2029] ")
-_SPACE_BREAK = re.compile(" [\r\n\x85\u2028\u2029]")
-# After the first character: ':' followed by a blank, a break or the end; '#' after one.
-_BLOCK_INDICATOR = re.compile(":(?=[ \t\r\n\x85\u2028\u2029]|\\Z)|(?<=[ \t\r\n\x85\u2028\u2029])#")
-_FLOW_INDICATOR = re.compile("[,?\\[\\]{}:]")
-
-
-# Tokens for the writers: runs of ordinary characters, then single specials.
-_TOKENS = re.compile("[^ '\r\n\x85\u2028\u2029]+|'+|.", re.S)
-_LINES = re.compile("[^\r\n\x85\u2028\u2029]+|.", re.S)
-
-
-class _Analysis:
-    """libyaml's verdict on which styles can represent a scalar (yaml_emitter_analyze_scalar)."""
-
-    __slots__ = ("length", "multiline", "flow_plain", "block_plain", "single_quoted", "block")
-
-    def __init__(self, text: str) -> None:
-        self.length = len(text.encode("utf-8", "surrogatepass"))
-        if not text:
-            self.multiline = False
-            self.flow_plain = False
-            self.block_plain = True
-            self.single_quoted = True
-            self.block = False
-            return
-        first = text[0]
-        followed_ws = len(text) == 1 or text[1] in _BLANKZ
-        block_ind = flow_ind = text.startswith(("---", "..."))
-        if first in "#,[]{}&*!|>'\"%@`" or (first == "-" and followed_ws):
-            flow_ind = block_ind = True
-        if first in "?:":
-            flow_ind = True
-            block_ind = block_ind or followed_ws
-        rest = text[1:]
-        if _FLOW_INDICATOR.search(rest):
-            flow_ind = True
-        if _BLOCK_INDICATOR.search(text, 1):
-            flow_ind = block_ind = True
-        special = _NON_PRINTABLE.search(text) is not None
-        line_breaks = _BREAK_RE.search(text) is not None
-        leading = first == " " or first in _BREAKS
-        trailing_space = text[-1] == " "
-        trailing = trailing_space or text[-1] in _BREAKS
-        break_space = _BREAK_SPACE.search(text) is not None
-        space_break = _SPACE_BREAK.search(text) is not None
-        self.multiline = line_breaks
-        self.flow_plain = self.block_plain = self.single_quoted = self.block = True
-        if leading or trailing:
-            self.flow_plain = self.block_plain = False
-        if trailing_space:
-            self.block = False
-        if break_space:
-            self.flow_plain = self.block_plain = self.single_quoted = False
-        if space_break or special:
-            self.flow_plain = self.block_plain = self.single_quoted = self.block = False
-        if line_breaks:
-            self.flow_plain = self.block_plain = False
-        if flow_ind:
-            self.flow_plain = False
-        if block_ind:
-            self.block_plain = False
-
-
-# --------------------------------------------------------------------------
-# the emitter
+# Ruby's text for numbers and times
 
 
 def _ruby_float(v: float) -> str:
@@ -335,338 +254,101 @@ def _ruby_time(v: _dt.datetime) -> str:
     return base + f" {sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
-class _Emitter:
-    def __init__(self) -> None:
-        self.out: list[str] = []
-        self.column = 0
-        self.whitespace = True
-        self.indention = True
-        self.indent = -1
-        self.indents: list[int] = []
-        self.flow_level = 0
-        self.open_ended = 0
-        self.mapping_context = False
-        self.simple_key_context = False
+# --------------------------------------------------------------------------
+# the events Psych gives libyaml
 
-    # -- low-level writers
+# PyYAML's names for libyaml's scalar styles (None: plain).
+_STYLE_INDICATOR = {_PLAIN: None, _SINGLE: "'", _DOUBLE: '"', _LITERAL: "|"}
 
-    def put(self, s: str) -> None:
-        self.out.append(s)
-        self.column += len(s)
 
-    def put_break(self) -> None:
-        self.out.append("\n")
-        self.column = 0
-
-    def write_break_char(self, ch: str) -> None:
-        self.out.append(ch)
-        self.column = 0
-
-    def increase_indent(self, flow: bool, indentless: bool) -> None:
-        self.indents.append(self.indent)
-        if self.indent < 0:
-            self.indent = BEST_INDENT if flow else 0
-        elif not indentless:
-            self.indent += BEST_INDENT
-
-    def pop_indent(self) -> None:
-        self.indent = self.indents.pop()
-
-    def write_indent(self) -> None:
-        indent = max(self.indent, 0)
-        if (
-            not self.indention
-            or self.column > indent
-            or (self.column == indent and not self.whitespace)
-        ):
-            self.put_break()
-        if self.column < indent:
-            self.put(" " * (indent - self.column))
-        self.whitespace = True
-        self.indention = True
-
-    def write_indicator(
-        self, indicator: str, need_ws: bool, is_ws: bool, is_indention: bool
-    ) -> None:
-        if need_ws and not self.whitespace:
-            self.put(" ")
-        self.put(indicator)
-        self.whitespace = is_ws
-        self.indention = self.indention and is_indention
-
-    def write_tag(self, tag: str) -> None:
-        if not self.whitespace:
-            self.put(" ")
-        self.put(tag)
-        self.whitespace = False
-        self.indention = False
-
-    # -- document
-
-    def document(self, value: Any) -> str:
-        self.write_indent()
-        self.write_indicator("---", True, False, False)
-        self.open_ended = 0
-        self.node(value, mapping=False, simple_key=False)
-        self.write_indent()
-        if not self.open_ended:
-            self.open_ended = 1
-        if self.open_ended == 2:
-            self.write_indicator("...", True, False, False)
-            self.open_ended = 0
-            self.write_indent()
-        return "".join(self.out)
-
-    # -- nodes
-
-    def node(self, value: Any, *, mapping: bool, simple_key: bool) -> None:
-        self.mapping_context = mapping
-        self.simple_key_context = simple_key
-        if isinstance(value, Omap):
-            self.write_tag(OMAP_TAG)
-            self.sequence([{k: v} for k, v in value])
-        elif isinstance(value, (list, tuple)):
-            self.sequence(list(value))
-        elif isinstance(value, Mapping):
-            self.mapping(list(value.items()))
-        else:
-            text, style = self.scalar_text(value)
-            self.scalar(text, style)
-
-    def scalar_text(self, value: Any) -> tuple[str, str]:
-        """The scalar's text and the style Psych requests for it."""
-        if value is None:
-            return "", _PLAIN
-        if isinstance(value, bool):
-            return ("true" if value else "false"), _PLAIN
-        if isinstance(value, int):
-            return str(value), _PLAIN
-        if isinstance(value, float):
-            return _ruby_float(value), _PLAIN
-        if isinstance(value, _dt.datetime):
-            return _ruby_time(value), _PLAIN
-        if isinstance(value, _dt.date):
-            return value.isoformat(), _PLAIN
-        if isinstance(value, str):
-            return value, requested_style(value)
-        raise TypeError(f"cannot dump {type(value).__name__}")
-
-    def sequence(self, items: list[Any]) -> None:
-        if self.flow_level or not items:
-            self.write_indicator("[", True, True, False)
-            self.increase_indent(True, False)
-            self.flow_level += 1
-            if items:
-                raise TypeError("non-empty flow sequences are not supported")
-            self.flow_level -= 1
-            self.pop_indent()
-            self.write_indicator("]", False, False, False)
-            return
-        self.increase_indent(False, self.mapping_context and not self.indention)
-        for item in items:
-            self.write_indent()
-            self.write_indicator("-", True, False, True)
-            self.node(item, mapping=False, simple_key=False)
-        self.pop_indent()
-
-    def mapping(self, pairs: list[tuple[Any, Any]]) -> None:
-        if self.flow_level or not pairs:
-            self.write_indicator("{", True, True, False)
-            if pairs:
-                raise TypeError("non-empty flow mappings are not supported")
-            self.write_indicator("}", False, False, False)
-            return
-        self.increase_indent(False, False)
-        for key, value in pairs:
-            self.write_indent()
-            if self.simple_key(key):
-                self.node(key, mapping=True, simple_key=True)
-                self.write_indicator(":", False, False, False)
-            else:
-                self.write_indicator("?", True, False, True)
-                self.node(key, mapping=True, simple_key=False)
-                self.write_indent()
-                self.write_indicator(":", True, False, True)
-            self.node(value, mapping=True, simple_key=False)
-        self.pop_indent()
-
-    def simple_key(self, key: Any) -> bool:
-        if isinstance(key, Omap):
-            return not key and len(OMAP_TAG) <= 128
-        if isinstance(key, (list, tuple, Mapping)):
-            return not key
-        text, _ = self.scalar_text(key)
-        a = _Analysis(text)
-        return not a.multiline and a.length <= 128
-
-    # -- scalars
-
-    def scalar(self, text: str, requested: str) -> None:
-        a = _Analysis(text)
-        style = requested
+def _scalar(value: Any) -> yaml.ScalarEvent:
+    """A scalar event with the tag, implicit flags and style Psych's YAMLTree gives it."""
+    if isinstance(value, str):
+        # CEmitter takes an exact str only, so a subclass goes in as its plain text.
+        text = str.__str__(value)
+        style = requested_style(text)
         if style == _STR_TAGGED:
-            self.write_tag("!!str")
-            style = _SINGLE
-        if self.simple_key_context and a.multiline:
-            style = _DOUBLE
-        if style == _PLAIN:
-            if (self.flow_level and not a.flow_plain) or (
-                not self.flow_level and not a.block_plain
-            ):
-                style = _SINGLE
-            if not a.length and (self.flow_level or self.simple_key_context):
-                style = _SINGLE
-        if style == _SINGLE and not a.single_quoted:
-            style = _DOUBLE
-        if style == _LITERAL and (not a.block or self.flow_level or self.simple_key_context):
-            style = _DOUBLE
-        allow_breaks = not self.simple_key_context
-        self.increase_indent(True, False)
-        if style == _PLAIN:
-            self.write_plain(text, allow_breaks)
-        elif style == _SINGLE:
-            self.write_single(text, allow_breaks)
-        elif style == _DOUBLE:
-            self.write_double(text, allow_breaks)
-        else:
-            self.write_literal(text)
-        self.pop_indent()
+            return yaml.ScalarEvent(None, _STR_TAG, (False, False), text, style="'")
+        return yaml.ScalarEvent(None, None, (True, True), text, style=_STYLE_INDICATOR[style])
+    # Anything else may only be plain: should libyaml have to quote it, it marks it "!".
+    if value is None:
+        return yaml.ScalarEvent(None, _NULL_TAG, (True, False), "")
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, float):
+        text = _ruby_float(value)
+    elif isinstance(value, _dt.datetime):
+        text = _ruby_time(value)
+    elif isinstance(value, _dt.date):
+        text = value.isoformat()
+    else:
+        raise TypeError(f"cannot dump {type(value).__name__}")
+    return yaml.ScalarEvent(None, None, (True, False), text)
 
-    def _write_folding(self, text: str, allow_breaks: bool, *, quoted: bool) -> None:
-        """The body of a plain or single-quoted scalar, folding at single spaces past col 80.
 
-        Works on runs of ordinary characters; spaces, breaks and quotes one by one.
-        """
-        spaces = breaks = False
-        n = len(text)
-        for m in _TOKENS.finditer(text):
-            tok = m.group()
-            i = m.start()
-            if tok == " ":
-                if (
-                    allow_breaks
-                    and not spaces
-                    and self.column > BEST_WIDTH
-                    and (not quoted or (i != 0 and i != n - 1))
-                    and text[i + 1 : i + 2] != " "
-                ):
-                    self.write_indent()
-                else:
-                    self.put(" ")
-                spaces = True
-            elif tok in _BREAKS:
-                if not breaks and tok == "\n":
-                    self.put_break()
-                self.write_break_char(tok)
-                self.indention = True
-                breaks = True
-            else:
-                if breaks:
-                    self.write_indent()
-                self.put(tok.replace("'", "''") if quoted else tok)
-                self.indention = False
-                spaces = breaks = False
-        if quoted and breaks:
-            self.write_indent()
+def _events(value: Any) -> Iterator[yaml.Event]:
+    # Collections are requested in block style; libyaml itself writes empty ones as [] / {}.
+    if isinstance(value, Omap):
+        yield yaml.SequenceStartEvent(None, _OMAP_TAG, False, flow_style=False)
+        for key, item in value:
+            yield yaml.MappingStartEvent(None, None, True, flow_style=False)
+            yield from _events(key)
+            yield from _events(item)
+            yield yaml.MappingEndEvent()
+        yield yaml.SequenceEndEvent()
+    elif isinstance(value, (list, tuple)):
+        yield yaml.SequenceStartEvent(None, None, True, flow_style=False)
+        for item in value:
+            yield from _events(item)
+        yield yaml.SequenceEndEvent()
+    elif isinstance(value, Mapping):
+        yield yaml.MappingStartEvent(None, None, True, flow_style=False)
+        for key, item in value.items():
+            yield from _events(key)
+            yield from _events(item)
+        yield yaml.MappingEndEvent()
+    else:
+        yield _scalar(value)
 
-    def write_plain(self, text: str, allow_breaks: bool) -> None:
-        if not self.whitespace and (text or self.flow_level):
-            self.put(" ")
-        self._write_folding(text, allow_breaks, quoted=False)
-        self.whitespace = False
-        self.indention = False
 
-    def write_single(self, text: str, allow_breaks: bool) -> None:
-        self.write_indicator("'", True, False, False)
-        self._write_folding(text, allow_breaks, quoted=True)
-        self.write_indicator("'", False, False, False)
-        self.whitespace = False
-        self.indention = False
+#: What to do about a PyYAML without libyaml (its pure-Python emitter writes other bytes).
+LIBYAML_HINT = (
+    "reinstall PyYAML from a wheel (pip install --force-reinstall --only-binary=:all: PyYAML), "
+    "or use Debian's python3-yaml, or install libyaml-dev and a C compiler before pip builds it"
+)
 
-    _ESCAPES = {
-        0x00: "0",
-        0x07: "a",
-        0x08: "b",
-        0x09: "t",
-        0x0A: "n",
-        0x0B: "v",
-        0x0C: "f",
-        0x0D: "r",
-        0x1B: "e",
-        0x22: '"',
-        0x5C: "\\",
-        0x85: "N",
-        0xA0: "_",
-        0x2028: "L",
-        0x2029: "P",
-    }
 
-    def write_double(self, text: str, allow_breaks: bool) -> None:
-        self.write_indicator('"', True, False, False)
-        spaces = False
-        n = len(text)
-        for i, ch in enumerate(text):
-            c = ord(ch)
-            if not _printable(ch) or c == 0xFEFF or ch in _BREAKS or ch in '"\\':
-                esc = self._ESCAPES.get(c)
-                if esc is None:
-                    if c <= 0xFF:
-                        esc = f"x{c:02X}"
-                    elif c <= 0xFFFF:
-                        esc = f"u{c:04X}"
-                    else:
-                        esc = f"U{c:08X}"
-                self.put("\\" + esc)
-                spaces = False
-            elif ch == " ":
-                if allow_breaks and not spaces and self.column > BEST_WIDTH and 0 < i < n - 1:
-                    self.write_indent()
-                    if text[i + 1] == " ":
-                        self.put("\\")
-                else:
-                    self.put(ch)
-                spaces = True
-            else:
-                self.put(ch)
-                spaces = False
-        self.write_indicator('"', False, False, False)
-        self.whitespace = False
-        self.indention = False
-
-    def write_literal(self, text: str) -> None:
-        self.write_indicator("|", True, False, False)
-        if text[:1] in (" ",) or (text[:1] and text[0] in _BREAKS):
-            self.write_indicator(str(BEST_INDENT), False, False, False)
-        self.open_ended = 0
-        chomp = ""
-        if not text or text[-1] not in _BREAKS:
-            chomp = "-"
-        elif len(text) == 1 or text[-2] in _BREAKS:
-            chomp = "+"
-            self.open_ended = 2
-        if chomp:
-            self.write_indicator(chomp, False, False, False)
-        self.put_break()
-        self.indention = True
-        self.whitespace = True
-        breaks = True
-        for m in _LINES.finditer(text):
-            tok = m.group()
-            if tok in _BREAKS:
-                if tok == "\n":
-                    self.put_break()
-                else:
-                    self.write_break_char(tok)
-                self.indention = True
-                breaks = True
-            else:
-                if breaks:
-                    self.write_indent()
-                self.put(tok)
-                self.indention = False
-                breaks = False
+def _libyaml_dumper() -> type[yaml.CDumper]:
+    dumper: type[yaml.CDumper] | None = getattr(yaml, "CDumper", None)
+    if dumper is None:
+        raise ToolMissingError(
+            "PyYAML was built without libyaml, which gitian needs to write result files",
+            hint=LIBYAML_HINT,
+        )
+    return dumper
 
 
 def dump(value: Any) -> bytes:
     """``value.to_yaml`` as Ruby 3.1 (Psych 4.0.3, libyaml 0.2.5) writes it."""
-    return _Emitter().document(value).encode("utf-8")
+    out = io.BytesIO()
+    yaml.emit(
+        [
+            # UTF-8 needs no BOM; a bytes stream makes CEmitter hand over libyaml's bytes as is.
+            yaml.StreamStartEvent(encoding="utf-8"),
+            yaml.DocumentStartEvent(explicit=True),
+            *_events(value),
+            # Psych ends implicitly: libyaml writes "..." only after an open-ended |+ scalar.
+            yaml.DocumentEndEvent(explicit=False),
+            yaml.StreamEndEvent(),
+        ],
+        out,
+        Dumper=_libyaml_dumper(),
+        # Psych's settings: libyaml's defaults (width 0 means 80), with unicode on.
+        indent=2,
+        width=80,
+        allow_unicode=True,
+        line_break="\n",
+    )
+    return out.getvalue()
