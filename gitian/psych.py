@@ -211,7 +211,7 @@ def requested_style(text: str) -> str:
 
 
 def _ruby_float(v: float) -> str:
-    """``Float#to_s``: shortest digits, exponent form outside 1e-4 <= |v| < 1e16."""
+    """``Float#to_s``: shortest digits, exponent form outside 1e-4 <= |v| < 1e16 (or 1e15)."""
     if math.isnan(v):
         return ".nan"
     if math.isinf(v):
@@ -223,13 +223,13 @@ def _ruby_float(v: float) -> str:
     decpt = len(digit_tuple) + exp if digits != "0" else 1
     if digits == "0":
         body = "0.0"
-    elif -3 <= decpt <= 15:
-        if decpt <= 0:
-            body = "0." + "0" * -decpt + digits
-        elif decpt >= len(digits):
-            body = digits + "0" * (decpt - len(digits)) + ".0"
-        else:
-            body = digits[:decpt] + "." + digits[decpt:]
+    elif -3 <= decpt <= 0:
+        body = "0." + "0" * -decpt + digits
+    elif len(digits) <= decpt <= 15:
+        body = digits + "0" * (decpt - len(digits)) + ".0"
+    # With digits after the point Ruby stays fixed one place longer (1234567890123456.8).
+    elif 0 < decpt < len(digits) and decpt <= 16:
+        body = digits[:decpt] + "." + digits[decpt:]
     else:
         e = decpt - 1
         body = f"{digits[0]}.{digits[1:] or '0'}e{'-' if e < 0 else '+'}{abs(e):02d}"
