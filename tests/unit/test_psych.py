@@ -342,7 +342,7 @@ def _manifest(r: random.Random) -> str:
 def _number(r: random.Random) -> Any:
     if r.randrange(2):
         return r.choice([0, -5, 123456789, 2**64, 10**20, r.randrange(-(10**9), 10**9)])
-    special = [0.5, -0.0, 0.1, 1e15, 1e16, 1e-4, 1e-5, 123.456, float("inf"), float("nan")]
+    special = [0.5, -0.0, 0.1, 1e15, 1e16, 1e20, 1e-4, 1e-5, 123.456, float("inf"), float("nan")]
     return r.choice([*special, r.uniform(-1, 1) * 10 ** r.randrange(-25, 25)])
 
 
