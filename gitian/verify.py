@@ -341,9 +341,9 @@ def _judge_signature(
     if allowed:
         which = f"not by a key trusted for {printable(result.name)}"
     else:
-        which = f"and the trusted keys name no key for {printable(result.name)}"
+        which = f"the trusted keys name no key for {printable(result.name)}"
+    result.reason = f"good signature by key {made_by} ({whose}); {which}"
     result.verdict = Verdict.WRONG_KEY
-    result.reason = f"good signature by key {made_by} ({whose}), {which}"
     return False
 
 

@@ -10,6 +10,7 @@ signing need is started in the throwaway home only, and stopped by
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -222,9 +223,13 @@ def release_args(key: str, sigs: Path | None = None) -> list[str]:
 
 def verdict_lines(out: str) -> list[str]:
     """The verdict lines of a --no-markup report, in order."""
-    words = (": OK", ": MISMATCH", ": BAD SIGNATURE", ": WRONG KEY", ": BAD ASSERT", ": REFUSED")
+    verdict = re.compile(
+        r".*: (OK(, signed by .+)?|MISMATCH|BAD SIGNATURE|WRONG KEY|BAD ASSERT|REFUSED)"
+    )
     return [
         line
         for line in out.splitlines()
-        if line.endswith(words) or line.startswith(("missing result at", "missing signature at"))
+        if verdict.fullmatch(line)
+        and not line.startswith("gverify: ")
+        or line.startswith(("missing result at", "missing signature at"))
     ]
