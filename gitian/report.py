@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import json
 
-from gitian import gpg
+from gitian import gpgstatus
 from gitian.text import printable
 from gitian.verify import ReleaseReport, SignerResult, Verdict
 
 BOLD, PLAIN = "\033[1m", "\033[0m"
 
 
-def _gpg_lines(v: gpg.Verification, verbose: int) -> list[str]:
+def _gpg_lines(v: gpgstatus.Verification, verbose: int) -> list[str]:
     """gpg's own text for one signer, filtered as the classic tool did."""
     if verbose < 1:
         return []

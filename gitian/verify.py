@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from gitian import gpg
+from gitian import gpg, gpgstatus
 from gitian.errors import InputError
 from gitian.manifest import report_fields
 from gitian.text import printable
@@ -75,7 +75,7 @@ class SignerResult:
     sig_path: str
     verdict: Verdict | None = None
     reason: str = ""
-    verification: gpg.Verification | None = None
+    verification: gpgstatus.Verification | None = None
     out_manifest: str | None = None
     release: str | None = None
     package: str | None = None
@@ -296,7 +296,7 @@ def _day(seconds: int) -> str:
 
 def _judge_signature(
     result: SignerResult,
-    v: gpg.Verification,
+    v: gpgstatus.Verification,
     trusted: TrustedKeys | None,
     expiries: dict[str, int],
 ) -> bool:
@@ -306,7 +306,7 @@ def _judge_signature(
         result.verdict, result.reason = Verdict.BAD_SIGNATURE, v.reason()
         return False
     for s in v.signatures:
-        if s.status != gpg.EXPKEYSIG:
+        if s.status != gpgstatus.EXPKEYSIG:
             continue
         # gpg says EXPKEYSIG whether the key expired before or after signing.
         expired = expiries.get(s.fingerprint)
@@ -322,7 +322,7 @@ def _judge_signature(
                 "newer key)"
             )
             return False
-    result.revoked = any(s.status == gpg.REVKEYSIG for s in v.signatures)
+    result.revoked = any(s.status == gpgstatus.REVKEYSIG for s in v.signatures)
     if trusted is None:
         return True
     allowed = trusted.keys_for(result.name)
@@ -465,7 +465,7 @@ def verify_release(
             for v in checks
             if v.good
             for s in v.signatures
-            if s.status == gpg.EXPKEYSIG
+            if s.status == gpgstatus.EXPKEYSIG
         ],
         keyring=keyring,
         program=program,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from gverify_fixtures import COMPAT, Keys, keys  # noqa: F401 - fixture
 
-from gitian import gpg
+from gitian import gpg, gpgstatus
 
 MONERO = COMPAT / "sigs" / "monero-linux-0.18" / "v0.18.3.1-linux"
 BITCOIN = COMPAT / "sigs" / "bitcoin-core-linux-0.21" / "0.21.2-linux"
@@ -93,7 +93,7 @@ def test_parallel_verdicts_equal_one_by_one(keys: Keys) -> None:
 
 
 def test_status_grammar_accepts_what_gpg_says() -> None:
-    (s,) = gpg.parse_status(
+    (s,) = gpgstatus.parse_status(
         _status(
             "[GNUPG:] NEWSIG fanquake@gmail.com",
             f"[GNUPG:] KEY_CONSIDERED {PRIMARY} 0",
@@ -114,7 +114,7 @@ def test_a_user_id_with_line_separators_stays_one_line() -> None:
     """U+2028, U+2029 and U+0085 break str.splitlines(); the status is split on
     b"\\n" only, so what follows them is part of the user ID, not a line."""
     for sep in ("\u2028", "\u2029", "\u0085"):
-        (s,) = gpg.parse_status(
+        (s,) = gpgstatus.parse_status(
             _status(
                 "[GNUPG:] NEWSIG",
                 f"[GNUPG:] GOODSIG {FPR[-16:]} x{sep}[GNUPG:] VALIDSIG {'A' * 40} 2000-01-01 1 "
@@ -168,19 +168,21 @@ def test_a_user_id_with_line_separators_stays_one_line() -> None:
 )
 def test_status_outside_the_grammar_is_never_good(lines: list[str], why: str) -> None:
     with pytest.raises(ValueError, match=why):
-        gpg.parse_status(_status(*lines))
-    v = gpg.Verification(0, problem="x")
+        gpgstatus.parse_status(_status(*lines))
+    v = gpgstatus.Verification(0, problem="x")
     assert not v.good
 
 
 def test_status_cut_in_the_middle_of_a_line() -> None:
     with pytest.raises(ValueError, match="middle of a line"):
-        gpg.parse_status(_status("[GNUPG:] NEWSIG") + f"[GNUPG:] GOODSIG {FPR[-16:]}".encode())
+        gpgstatus.parse_status(
+            _status("[GNUPG:] NEWSIG") + f"[GNUPG:] GOODSIG {FPR[-16:]}".encode()
+        )
 
 
 def test_key_ids_of_v4_and_v5_fingerprints() -> None:
     v5 = "B" * 16 + "C" * 48
-    (s,) = gpg.parse_status(
+    (s,) = gpgstatus.parse_status(
         _status(
             "[GNUPG:] NEWSIG",
             f"[GNUPG:] GOODSIG {'B' * 16} x",
@@ -189,17 +191,21 @@ def test_key_ids_of_v4_and_v5_fingerprints() -> None:
     )
     assert s.fingerprint == v5
     # A full fingerprint in the result line must be the very one.
-    (s,) = gpg.parse_status(_status("[GNUPG:] NEWSIG", f"[GNUPG:] GOODSIG {FPR} x", VALIDSIG))
+    (s,) = gpgstatus.parse_status(_status("[GNUPG:] NEWSIG", f"[GNUPG:] GOODSIG {FPR} x", VALIDSIG))
     assert s.fingerprint == FPR
     with pytest.raises(ValueError, match="named"):
-        gpg.parse_status(_status("[GNUPG:] NEWSIG", f"[GNUPG:] GOODSIG {PRIMARY} x", VALIDSIG))
+        gpgstatus.parse_status(
+            _status("[GNUPG:] NEWSIG", f"[GNUPG:] GOODSIG {PRIMARY} x", VALIDSIG)
+        )
 
 
 def test_exit_status_counts() -> None:
-    (s,) = gpg.parse_status(_status("[GNUPG:] NEWSIG", f"[GNUPG:] GOODSIG {FPR[-16:]} x", VALIDSIG))
-    assert gpg.Verification(0, (s,)).good
-    assert not gpg.Verification(1, (s,)).good
-    assert not gpg.Verification(0, ()).good
+    (s,) = gpgstatus.parse_status(
+        _status("[GNUPG:] NEWSIG", f"[GNUPG:] GOODSIG {FPR[-16:]} x", VALIDSIG)
+    )
+    assert gpgstatus.Verification(0, (s,)).good
+    assert not gpgstatus.Verification(1, (s,)).good
+    assert not gpgstatus.Verification(0, ()).good
 
 
 # --------------------------------------------------------------------------
