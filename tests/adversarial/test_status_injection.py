@@ -31,9 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 import openpgp_craft as craft  # noqa: E402
 from gverify_fixtures import (  # noqa: E402
     COMPAT,
-    GPG_BASE,
     copy_release,
+    gen_key,
+    gpg_in,
     release_args,
+    revocation,
     run_gverify,
     verdict_lines,
 )
@@ -68,50 +70,7 @@ class World:
     rita: str  # in the keyring, revoked with a reason carrying the payloads
 
     def gpg_sign(self, who: str, data: Path, out: Path, *extra: str) -> None:
-        subprocess.run(
-            [
-                *GPG_BASE,
-                "--homedir",
-                str(self.secret),
-                "--pinentry-mode",
-                "loopback",
-                "--passphrase",
-                "",
-                "--yes",
-                "--local-user",
-                who,
-                *extra,
-                "--detach-sign",
-                "--output",
-                str(out),
-                str(data),
-            ],
-            check=True,
-            capture_output=True,
-        )
-
-
-def _gpg(home: Path, *args: str, stdin: bytes | None = None) -> bytes:
-    return subprocess.run(
-        [
-            *GPG_BASE,
-            "--homedir",
-            str(home),
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-            *args,
-        ],
-        check=True,
-        capture_output=True,
-        input=stdin,
-    ).stdout
-
-
-def _fpr(home: Path, uid: str) -> str:
-    out = _gpg(home, "--with-colons", "--list-keys", uid).decode()
-    return next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:"))
+        gpg_in(self.secret, "--yes", "-u", who, *extra, "--detach-sign", "-o", str(out), str(data))
 
 
 @pytest.fixture(scope="module")
@@ -126,40 +85,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         mallory = craft.make_rsa_key(secret, "Mallory <mallory@example.org>")
         eve = craft.make_rsa_key(secret, "Eve <eve@example.org>")
         # Uma: one user ID per separator, carrying the payload; the last one primary.
-        _gpg(secret, "--quick-gen-key", "Uma <uma@example.org>", "ed25519", "sign", "never")
-        uma = _fpr(secret, "uma@example.org")
+        uma = gen_key(secret, "Uma <uma@example.org>")
         for sep in SEPARATORS.values():
-            _gpg(secret, "--quick-add-uid", uma, "Uma " + payload(sep))
-        _gpg(secret, "--quick-set-primary-uid", uma, "Uma " + payload("\u0085"))
+            gpg_in(secret, "--quick-add-uid", uma, "Uma " + payload(sep))
+        gpg_in(secret, "--quick-set-primary-uid", uma, "Uma " + payload("\u0085"))
         # Rita: revoked, and the reason's comment carries the payloads.
-        _gpg(secret, "--quick-gen-key", "Rita <rita@example.org>", "ed25519", "sign", "never")
-        rita = _fpr(secret, "rita@example.org")
-        comment = "".join(payload(sep) + "\n" for sep in SEPARATORS.values())
-        revocation = subprocess.run(
-            [
-                "gpg",
-                "--no-tty",
-                "--homedir",
-                str(secret),
-                "--pinentry-mode",
-                "loopback",
-                "--passphrase",
-                "",
-                "--command-fd",
-                "0",
-                "--output",
-                "-",
-                "--generate-revocation",
-                rita,
-            ],
-            input=f"y\n1\n{comment}\ny\n".encode(),
-            check=True,
-            capture_output=True,
-        ).stdout
+        rita = gen_key(secret, "Rita <rita@example.org>")
+        # The comment ends at an empty line: one payload per line.
+        comment = "\n".join(payload(sep) for sep in SEPARATORS.values())
+        revoked = revocation(secret, rita, comment)
         keys = sorted((COMPAT / "keys" / "monero").glob("*.asc"))
-        theirs = _gpg(secret, "--export", mallory.fingerprint, uma, rita)
+        theirs = gpg_in(secret, "--export", mallory.fingerprint, uma, rita)
         (base / "theirs.gpg").write_bytes(theirs)
-        (base / "revocation.asc").write_bytes(revocation)
+        (base / "revocation.asc").write_bytes(revoked)
         gpg.import_keys(public, [*keys, base / "theirs.gpg", base / "revocation.asc"])
         yield World(public, secret, mallory, eve, uma, rita)
     finally:

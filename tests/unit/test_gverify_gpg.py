@@ -226,7 +226,7 @@ def test_a_check_that_hangs_is_killed_and_reaped(tmp_path: Path) -> None:
     vs = gpg.verify_many([(b"x", b"y")] * 3, program=hang, timeout=0.5, jobs=2)
     assert time.monotonic() - t0 < 10
     assert all(not v.good and "did not finish" in v.reason() for v in vs)
-    assert _children() == before
+    assert _children() <= before  # nothing of ours is left
 
 
 def test_ctrl_c_kills_and_reaps_every_check(tmp_path: Path) -> None:
@@ -239,7 +239,7 @@ def test_ctrl_c_kills_and_reaps_every_check(tmp_path: Path) -> None:
     program = ["sh", "-c", script, str(tmp_path)]
     with pytest.raises(KeyboardInterrupt):
         gpg.verify_many([(b"x", b"y")] * 4, program=program, jobs=2, timeout=60)
-    assert _children() == before
+    assert _children() <= before  # nothing of ours is left
 
 
 def test_gpg_gets_only_its_descriptors(tmp_path: Path) -> None:

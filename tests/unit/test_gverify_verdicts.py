@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 from gverify_fixtures import (
     COMPAT,
-    GPG_BASE,
     Keys,
     copy_release,
     descriptor,
+    gen_key,
+    gpg_in,
     keys,  # noqa: F401 - fixture
     release_args,
+    revocation,
     run_gverify,
     verdict_lines,
 )
@@ -158,16 +160,6 @@ def test_signature_after_expiry_is_bad_before_is_ok(
     assert "after its key" in by["luke-jr"]["reason"]
 
 
-def _gpg(home: Path, *args: str, stdin: bytes | None = None) -> bytes:
-    return subprocess.run(
-        [*GPG_BASE, "--homedir", str(home), "--pinentry-mode", "loopback", "--passphrase", ""]
-        + list(args),
-        check=True,
-        capture_output=True,
-        input=stdin,
-    ).stdout
-
-
 def test_revoked_key_is_ok_flagged_and_not_counted(
     keys: Keys, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -176,43 +168,14 @@ def test_revoked_key_is_ok_flagged_and_not_counted(
     secret = tmp_path / "s"
     secret.mkdir(mode=0o700)
     try:
-        _gpg(secret, "--quick-gen-key", "Rev <rev@example.org>", "ed25519", "sign", "never")
+        gen_key(secret, "Rev <rev@example.org>")
         sigs, rel, package, _ = copy_release("monero-win", tmp_path / "t")
         (rel / "rev").mkdir()
         data = rel / "rev" / f"{package}-build.assert"
         data.write_bytes((rel / "jeffro256" / data.name).read_bytes())
-        _gpg(
-            secret,
-            "--local-user",
-            "rev@example.org",
-            "--detach-sign",
-            "-o",
-            f"{data}.sig",
-            str(data),
-        )
-        revocation = subprocess.run(
-            [
-                "gpg",
-                "--no-tty",
-                "--homedir",
-                str(secret),
-                "--pinentry-mode",
-                "loopback",
-                "--passphrase",
-                "",
-                "--command-fd",
-                "0",
-                "--output",
-                "-",
-                "--generate-revocation",
-                "rev@example.org",
-            ],
-            input=b"y\n1\nleaked\n\ny\n",
-            check=True,
-            capture_output=True,
-        ).stdout
-        _gpg(home, "--import", stdin=_gpg(secret, "--export", "rev@example.org"))
-        _gpg(home, "--import", stdin=revocation)
+        gpg_in(secret, "-u", "rev@example.org", "--detach-sign", "-o", f"{data}.sig", str(data))
+        gpg_in(home, "--import", stdin=gpg_in(secret, "--export", "rev@example.org"))
+        gpg_in(home, "--import", stdin=revocation(secret, "rev@example.org", "leaked"))
     finally:
         subprocess.run(["gpgconf", "--homedir", str(secret), "--kill", "all"], capture_output=True)
     r = run_gverify(["--no-markup", *release_args("monero-win", sigs)], capsys, monkeypatch, home)
