@@ -10,6 +10,8 @@ use, this runs, interleaved and several times each:
            this repository; the row is skipped without it)
   gverify  the installed gverify console script
   loop     sh -c 'for s in REL/*/; do gpg --verify S.sig S; done'
+  floor    python -c 'import click, yaml': what any tool on the libraries the
+           project names pays before it does anything
 
 and prints the median wall time of each, their CPU time (user+sys, children
 included), and the ratios classic / gverify (the goal is at least 3) and
@@ -84,6 +86,7 @@ def main() -> int:
     commands = {
         "gverify": [*gverify_command(args.gverify), *release_args],
         "loop": ["sh", "-c", LOOP, "sh", str(release_dir), PACKAGE],
+        "floor": [sys.executable, "-c", "import click, yaml"],
     }
     if args.classic is not None:
         classic = args.classic / "bin" / "gverify"
