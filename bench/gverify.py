@@ -1,22 +1,23 @@
 #!/usr/bin/env python3
-"""Wall time of gverify against a bare shell loop of ``gpg --verify``.
+"""gverify against the classic Ruby gverify and a sequential gpg loop.
 
-On the 11-signer Monero release (v0.18.3.1-linux, from tests/data/compat), with
-the Monero keys imported into a temporary GNUPGHOME that both sides use, this
-runs, interleaved and several times each:
+On the 11-signer Monero release (v0.18.3.1-linux, from tests/data/compat),
+with the Monero keys imported into a temporary GNUPGHOME that all of them
+use, this runs, interleaved and several times each:
 
+  classic  ruby CHECKOUT/bin/gverify on the same release (with --classic
+           CHECKOUT: a checkout of the classic gitian-builder, not part of
+           this repository; the row is skipped without it)
+  gverify  the installed gverify console script
   loop     sh -c 'for s in REL/*/; do gpg --verify S.sig S; done'
-  gverify  the installed gverify console script on the same release
+  floor    python -c 'import click, yaml': what any tool on the libraries the
+           project names pays before it does anything
 
-and prints the median of each and their ratio (the goal is at most 1.5).
-For scale it also times the bare interpreter (``python -c pass``, with the
-same site start-up a console script pays) in the same interleaved runs, and
-prints gverify's time without it.  The package's modules are byte-compiled
-first, as an installed package is (PYTHONDONTWRITEBYTECODE would otherwise
-make every run compile them again).
-With ``--baseline PATH`` another gverify program (say, an older checkout's)
-is timed in the same interleaved runs, for a before/after comparison.
-Usage: bench/gverify.py [-n REPS] [--gverify PATH] [--baseline PATH]
+and prints the median wall time of each, their CPU time (user+sys, children
+included), and the ratios classic / gverify (the goal is at least 3) and
+gverify / loop.
+
+Usage: bench/gverify.py [-n REPS] [--classic CHECKOUT] [--gverify PATH]
 """
 
 from __future__ import annotations
@@ -45,37 +46,16 @@ LOOP = 'for s in "$1"/*/; do gpg --verify "$s$2-build.assert.sig" "$s$2-build.as
 def gverify_command(explicit: str | None) -> list[str]:
     if explicit:
         return [explicit]
-    # The console script pip installed next to this interpreter (not a
-    # version-manager shim in front of it, which would time the shim).
+    # The console script pip installed next to this interpreter.
     script = Path(sys.executable).parent / "gverify"
     if script.is_file():
         return [str(script)]
     found = shutil.which("gverify")
-    if found:
-        return [found]
-    return [sys.executable, "-m", "gitian.cli.gverify"]
+    return [found] if found else [sys.executable, "-m", "gitian.cli.gverify"]
 
 
-def _interpreter(cmd: list[str]) -> str:
-    """The Python that runs ``cmd`` (a console script's #! line, else ours)."""
-    if len(cmd) == 1:
-        try:
-            with open(cmd[0], "rb") as f:
-                first = f.readline()
-            if first.startswith(b"#!") and b"python" in first:
-                return first[2:].decode().split()[0]
-        except OSError:
-            pass
-    return sys.executable
-
-
-CPU: dict[str, list[float]] = {}
-
-
-def timed(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Wall time and exit status; the CPU time (user+sys, children included)
-    is collected in CPU under the command's first word, since wall time on a
-    busy machine says as much about the neighbours as about the command."""
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """Wall time, CPU time (user+sys of the children) and exit status."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(
@@ -89,81 +69,79 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    CPU.setdefault(" ".join(argv[:3]), []).append(cpu)
-    return wall, proc.returncode
+    return wall, cpu, proc.returncode
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("-n", "--reps", type=int, default=21)
+    ap.add_argument("-n", "--reps", type=int, default=15)
     ap.add_argument("--gverify", default=None, help="gverify program to time")
-    ap.add_argument("--baseline", default=None, help="another gverify program to time alongside")
+    ap.add_argument("--classic", type=Path, default=None, help="checkout of the classic tool")
     args = ap.parse_args()
 
     sigs = COMPAT / "sigs" / PACKAGE
     release_dir = sigs / RELEASE
     signers = sorted(p.name for p in release_dir.iterdir() if p.is_dir())
-    with tempfile.TemporaryDirectory(prefix="bench-gverify-") as home:
-        env = dict(os.environ, GNUPGHOME=home, LANG="C.UTF-8")
+    release_args = ["-d", str(sigs), "-r", RELEASE, str(DESCRIPTOR)]
+    commands = {
+        "gverify": [*gverify_command(args.gverify), *release_args],
+        "loop": ["sh", "-c", LOOP, "sh", str(release_dir), PACKAGE],
+        "floor": [sys.executable, "-c", "import click, yaml"],
+    }
+    if args.classic is not None:
+        classic = args.classic / "bin" / "gverify"
+        ruby = shutil.which("ruby")
+        if classic.is_file() and ruby:
+            commands = {"classic": [ruby, str(classic), *release_args], **commands}
+        else:
+            print(f"classic: skipped ({classic} or ruby missing)")
+    home = Path(tempfile.mkdtemp(prefix="bench-gverify-"))
+    try:
+        home.chmod(0o700)
+        env = dict(os.environ, GNUPGHOME=str(home), LANG="C.UTF-8")
         env.pop("LC_ALL", None)
-        keys = sorted(str(p) for p in KEYS.glob("*.asc"))
-        base = ["gpg", "--batch", "--no-autostart", "--disable-dirmngr"]
-        subprocess.run([*base, "--import", *keys], env=env, capture_output=True, check=True)
-        subprocess.run([*base, "--check-trustdb"], env=env, capture_output=True, check=False)
-
-        import gitian  # noqa: PLC0415 - only to find the package's directory
+        # As installed: byte-compiled once (PYTHONDONTWRITEBYTECODE would make
+        # every run compile every module again).
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        import gitian
 
         subprocess.run(
             [sys.executable, "-m", "compileall", "-q", str(Path(gitian.__file__).parent)],
             capture_output=True,
             check=False,
         )
-        loop = ["sh", "-c", LOOP, "sh", str(release_dir), PACKAGE]
-        bare = [_interpreter(gverify_command(args.gverify)), "-c", "pass"]
-        gv = [
-            *gverify_command(args.gverify),
-            "-d",
-            str(sigs),
-            "-r",
-            RELEASE,
-            str(DESCRIPTOR),
-        ]
-        base_gv = [args.baseline, *gv[1:]] if args.baseline else None
-        # Warm up (page cache, trust database), and check they all succeed.
-        for argv in (loop, gv, *([base_gv] if base_gv else [])):
-            _, rc = timed(argv, env)
+        base = ["gpg", "--batch", "--disable-dirmngr"]
+        keys = sorted(str(p) for p in KEYS.glob("*.asc"))
+        subprocess.run([*base, "--import", *keys], env=env, capture_output=True, check=True)
+        subprocess.run([*base, "--check-trustdb"], env=env, capture_output=True, check=False)
+        # Warm up (page cache, byte-compiled modules), and check they all succeed.
+        for name, argv in commands.items():
+            _, _, rc = timed(argv, env)
             if rc != 0:
-                print(f"failed (exit {rc}): {' '.join(argv)}", file=sys.stderr)
+                print(f"{name} failed (exit {rc}): {' '.join(argv)}", file=sys.stderr)
                 return 1
-        loop_t: list[float] = []
-        gv_t: list[float] = []
-        bare_t: list[float] = []
-        base_t: list[float] = []
+        wall: dict[str, list[float]] = {k: [] for k in commands}
+        cpu: dict[str, list[float]] = {k: [] for k in commands}
         for _ in range(args.reps):
-            loop_t.append(timed(loop, env)[0])
-            gv_t.append(timed(gv, env)[0])
-            bare_t.append(timed(bare, env)[0])
-            if base_gv:
-                base_t.append(timed(base_gv, env)[0])
+            for name, argv in commands.items():
+                w, c, _ = timed(argv, env)
+                wall[name].append(w)
+                cpu[name].append(c)
+    finally:
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
 
-    lm, gm, bm = (statistics.median(t) for t in (loop_t, gv_t, bare_t))
-    print(f"release:  {PACKAGE} {RELEASE} ({len(signers)} signers), {args.reps} runs each")
-    print(f"gverify:  {' '.join(gv[:1])}")
-    print(f"loop     median {lm * 1000:7.1f} ms  (min {min(loop_t) * 1000:.1f})")
-    print(f"gverify  median {gm * 1000:7.1f} ms  (min {min(gv_t) * 1000:.1f})")
-    print(f"python   median {bm * 1000:7.1f} ms  (min {min(bare_t) * 1000:.1f}; {bare[0]} -c pass)")
-    lc, gc, bc = (statistics.median(CPU[" ".join(a[:3])]) for a in (loop, gv, bare))
-    print(
-        f"cpu      loop {lc * 1000:.1f} ms, gverify {gc * 1000:.1f} ms, python {bc * 1000:.1f} ms"
-    )
-    print(f"ratio    {gm / lm:.2f}  (goal: at most 1.5)")
-    print(f"ratio without interpreter start-up: {(gm - bm) / lm:.2f}")
-    if base_t:
-        bgm = statistics.median(base_t)
+    print(f"release: {PACKAGE} {RELEASE} ({len(signers)} signers), {args.reps} runs each, "
+          f"{os.cpu_count()} CPUs")
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    for name in commands:
         print(
-            f"baseline median {bgm * 1000:7.1f} ms  (min {min(base_t) * 1000:.1f}; "
-            f"{args.baseline}): ratio {bgm / lm:.2f}, without start-up {(bgm - bm) / lm:.2f}"
+            f"{name:8} median {med[name] * 1000:7.1f} ms  (min {min(wall[name]) * 1000:6.1f}), "
+            f"cpu {statistics.median(cpu[name]) * 1000:6.1f} ms"
         )
+    if "classic" in med:
+        print(f"classic / gverify: {med['classic'] / med['gverify']:.2f}  (goal: at least 3)")
+    print(f"gverify / loop:    {med['gverify'] / med['loop']:.2f}")
     return 0
 
 

@@ -173,11 +173,23 @@ def load(path: str | Path) -> Descriptor:
 
 
 def load_name(path: str | os.PathLike[str]) -> str:
-    """Read, parse and validate the descriptor at ``path`` exactly as
-    :func:`load` does (the same checks, the same errors), and return its name
-    without building the :class:`Descriptor` - all that gverify needs."""
+    """The sanitary ``name:`` of the descriptor at ``path`` - all that gverify
+    needs, so (as with the classic tool) a descriptor with only ``name:`` will
+    do; it is read with the same safe loader as any descriptor, but the other
+    keys are not checked (gverify builds nothing from them)."""
+    where = printable(_file_name(path))
     raw = _read(path)
-    return str(_fields(raw, path)["name"])
+    if len(raw) > MAX_DESCRIPTOR_BYTES:
+        raise DescriptorError(f"{where}: larger than {MAX_DESCRIPTOR_BYTES} bytes")
+    doc = safe_yaml(raw, where)
+    if not isinstance(doc, dict):
+        raise DescriptorError(f"{where}: a descriptor must be a mapping, not {_kind(doc)}")
+    if "name" not in doc:
+        raise DescriptorError(f"{where}: missing required key 'name'")
+    try:
+        return _sanitary(doc["name"], "name")
+    except DescriptorError as e:
+        raise DescriptorError(printable(f"{where}: {e.message}")) from None
 
 
 def parse(raw: bytes, path: Path | str = "<descriptor>") -> Descriptor:

@@ -7,10 +7,12 @@ gsign) is the same five keys followed by ``release``, ``name``, ``type`` and
 (Psych on libyaml) write them, because signatures cover those bytes; see
 ``docs/formats.md`` and :mod:`gitian.psych`.
 
-The reader accepts what real signature trees contain (three libyaml
-generations: ``optionals: `` with a trailing space, ``optionals:`` without,
-block or quoted scalars) and never executes anything: the only YAML loader is
-:func:`gitian.safeyaml.safe_yaml`, which refuses every tag but ``!!omap``.
+The reader accepts what real signature trees contain (a decade of
+Psych/libyaml generations: ``--- !omap`` and ``--- !!omap``, quoted scalars
+with the non-specific tag ``! '...'``, ``optionals: `` with a trailing space
+and without, block or quoted scalars) and never executes anything: the only
+YAML loader is :func:`gitian.safeyaml.safe_yaml`, which refuses every tag
+Psych did not write.
 """
 
 from __future__ import annotations
@@ -145,7 +147,7 @@ def report_fields(raw: bytes, where: str) -> dict[str, Any]:
     if len(raw) > MAX_REPORT_BYTES:
         raise InputError(f"{where}: larger than {MAX_REPORT_BYTES} bytes")
     try:
-        doc = safe_yaml(raw, where, allow_omap=True)
+        doc = safe_yaml(raw, where, psych=True)
     except DescriptorError as e:
         raise InputError(e.message, hint=e.hint) from None
     if doc is None:

@@ -1,10 +1,17 @@
 """Safe YAML loading, for descriptors and for result and assert files.
 
 Everything loaded here was written by other people.  :func:`safe_yaml`
-refuses, with one line, every tag but ``!!omap`` (where allowed), anchors
-that expand beyond a bound, deep nesting and anything else that is not plain
-data, before a single node is built; errors name the file and the line.
-PyYAML does the reading (its C loader, libyaml, when present).
+refuses, with one line, every tag (but, in result and assert files, the ones
+Ruby's Psych wrote), anchors that expand beyond a bound, deep nesting and
+anything else that is not plain data, before a single node is built; errors
+name the file and the line.  PyYAML does the reading (its C loader, libyaml,
+when present).
+
+Psych wrote, over a decade of Ruby versions, ``!!omap`` and the older
+``!omap`` on ordered maps, and the non-specific tag ``!`` on quoted scalars
+(``! '...'``), which YAML defines as a plain string.  PyYAML resolves
+``! '12'`` as an integer, so such scalars are made strings here, as Psych
+and the YAML spec read them.
 """
 
 from __future__ import annotations
@@ -27,8 +34,8 @@ MAX_DEPTH = 64
 _LOADER: Any = getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader
 
 
-def safe_yaml(raw: bytes, where: str, *, allow_omap: bool = False) -> Any:
-    """Load YAML safely: no tags (except ``!!omap`` when allowed), bounded aliases.
+def safe_yaml(raw: bytes, where: str, *, psych: bool = False) -> Any:
+    """Load YAML safely: no tags (but Psych's with ``psych``), bounded aliases.
 
     Raises :class:`DescriptorError` with a one-line message starting with
     ``where``; callers re-wrap it for other kinds of file.  Time and memory
@@ -45,13 +52,13 @@ def safe_yaml(raw: bytes, where: str, *, allow_omap: bool = False) -> Any:
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
-        _scan_events(text, where, allow_omap)
+        strings = _scan_events(text, where, psych)
         loader = _LOADER(text)
         try:
             node = loader.get_single_node()
             if node is None:
                 return None
-            _check_node(node, where, allow_omap)
+            _check_node(node, where, psych, strings)
             return loader.construct_document(node)
         finally:
             loader.dispose()
@@ -79,6 +86,9 @@ def safe_yaml(raw: bytes, where: str, *, allow_omap: bool = False) -> Any:
 
 _STANDARD = "tag:yaml.org,2002:"
 _OMAP = _STANDARD + "omap"
+_STR = _STANDARD + "str"
+#: Psych's spellings of an ordered map.
+_OMAP_TAGS = frozenset({_OMAP, "!omap"})
 # What plain scalars and untagged collections resolve to.  ``<<`` (merge) and
 # ``=`` (value) resolve to tags of their own and are refused with the rest.
 _IMPLICIT_TAGS = {
@@ -86,13 +96,15 @@ _IMPLICIT_TAGS = {
 }
 
 
-def _scan_events(text: str, where: str, allow_omap: bool) -> None:
-    """Refuse tags, deep nesting and alias expansion beyond the bounds.
+def _scan_events(text: str, where: str, psych: bool) -> set[tuple[int, int]]:
+    """Refuse tags, deep nesting and alias expansion beyond the bounds; return
+    where the quoted scalars with the non-specific tag ``!`` start.
 
     Works on the parser's event stream (libyaml's parser does not recurse) and
     stops at the first violation, so a billion-laughs document or a hundred
     thousand ``[`` cost microseconds, not minutes.
     """
+    strings: set[tuple[int, int]] = set()
     expanded = 0
     stack: list[tuple[str | None, int]] = []  # open collections: (anchor, expanded at start)
     anchors: dict[str, int] = {}  # finished anchor -> nodes it expands to
@@ -111,10 +123,14 @@ def _scan_events(text: str, where: str, allow_omap: bool) -> None:
             expanded += anchors[name]
         elif isinstance(event, yaml.NodeEvent):
             tag = getattr(event, "tag", None)
-            if tag is not None and not (
-                allow_omap and tag == _OMAP and isinstance(event, yaml.SequenceStartEvent)
-            ):
-                raise DescriptorError(f"{where}: YAML tag {tag!r} is not allowed{at}")
+            if tag is None:
+                pass
+            elif psych and tag in _OMAP_TAGS and isinstance(event, yaml.SequenceStartEvent):
+                pass
+            elif psych and tag == "!" and getattr(event, "style", None) in ("'", '"') and mark:
+                strings.add((mark.line, mark.column))
+            else:
+                raise DescriptorError(f"{where}: YAML tag {printable(tag)!r} is not allowed{at}")
             anchor = event.anchor
             if anchor is not None and (anchor in anchors or anchor in open_anchors):
                 raise DescriptorError(f"{where}: YAML anchor defined twice{at}")
@@ -139,10 +155,13 @@ def _scan_events(text: str, where: str, allow_omap: bool) -> None:
                 f"{where}: YAML has more than {MAX_EXPANDED_NODES} nodes "
                 f"(counting each alias as what it expands to){at}"
             )
+    return strings
 
 
-def _check_node(root: yaml.Node, where: str, allow_omap: bool) -> None:
-    """Check resolved tags, scalar values and duplicate mapping keys.
+def _check_node(root: yaml.Node, where: str, psych: bool, strings: set[tuple[int, int]]) -> None:
+    """Check resolved tags, scalar values and duplicate mapping keys; give
+    Psych's ``!omap`` and ``! '...'`` their meaning (``strings``: where the
+    latter start).
 
     The graph is already bounded by :func:`_scan_events`; shared (aliased)
     nodes are visited once.  Scalars that the constructor would fail on
@@ -158,9 +177,14 @@ def _check_node(root: yaml.Node, where: str, allow_omap: bool) -> None:
             continue
         seen.add(id(node))
         at = f"key {printable(key, quote=True, limit=60)}" if key else f"line {_line(node)}"
+        if psych and node.tag in _OMAP_TAGS and isinstance(node, yaml.SequenceNode):
+            node.tag = _OMAP
+        elif isinstance(node, yaml.ScalarNode) and node.start_mark is not None:
+            if (node.start_mark.line, node.start_mark.column) in strings:
+                node.tag = _STR
         tag = node.tag
-        if tag not in _IMPLICIT_TAGS and not (allow_omap and tag == _OMAP):
-            raise DescriptorError(f"{where}: YAML tag {tag!r} is not allowed ({at})")
+        if tag not in _IMPLICIT_TAGS and not (psych and tag == _OMAP):
+            raise DescriptorError(f"{where}: YAML tag {printable(tag)!r} is not allowed ({at})")
         if isinstance(node, yaml.ScalarNode):
             if tag in (_STANDARD + "int", _STANDARD + "timestamp", _STANDARD + "float"):
                 try:

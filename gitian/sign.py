@@ -86,9 +86,13 @@ def sign(
         require("gpg", why="to sign the assert")
     data = make_assert(home, desc, release)
 
+    # The tree gsign writes into: sigs/<name> (sigs itself may be a link to a
+    # sigs repository), or the directory -d names.
+    top = destination if destination is not None else home.sigs
     dest = destination if destination is not None else home.sigs / desc.name
     final = assert_path(dest, release, signer, desc.name)
     final_sig = final.with_name(final.name + ".sig")
+    refuse_symlinks(top, final.parent)
     try:
         with _new_dirs(final.parent), _temporaries(final) as (tmp, tmp_sig):
             _write_and_sign(data, tmp, tmp_sig, signer, argv_prefix if program else None, gnupghome)
@@ -101,6 +105,31 @@ def sign(
         raise SignError(f"cannot write {printable(where)}: {e.strerror or e}") from None
     log.debug(f"signed {final}")
     return Signed(final, final_sig)
+
+
+def refuse_symlinks(top: Path, signer_dir: Path) -> None:
+    """Refuse a symlink anywhere below ``top`` down to ``signer_dir``, or in
+    it: gsign writes nothing outside the signature tree, and gverify would
+    refuse such a signer anyway."""
+    p = signer_dir
+    while p != top and top in p.parents:
+        if p.is_symlink():
+            raise InputError(
+                f"{printable(str(p))} is a symlink; gsign writes only into real directories",
+                hint="replace the link by a directory (gverify refuses linked signers too)",
+            )
+        p = p.parent
+    try:
+        with os.scandir(signer_dir) as it:
+            links = sorted(e.name for e in it if e.is_symlink())
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if links:
+        raise InputError(
+            f"{printable(str(signer_dir / links[0]))} is a symlink; gsign writes only "
+            "regular files into a signer's directory",
+            hint="remove the link",
+        )
 
 
 def _replace_pair(tmp: Path, tmp_sig: Path, final: Path, final_sig: Path) -> None:

@@ -18,8 +18,10 @@ from gitian.cli import entry, workdir_option
 from gitian.descriptor import SANITARY, load_name
 from gitian.errors import UsageError, VerifyError
 from gitian.home import Home
+from gitian.report import render_json, render_text
 from gitian.text import printable
-from gitian.verify import TrustedKeys, render_json, render_text, verify_release
+from gitian.trust import TrustedKeys
+from gitian.verify import verify_release
 
 CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
 
@@ -30,13 +32,16 @@ CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
 )
 @click.argument("descriptor", type=click.Path(dir_okay=False))
 @click.option(
-    "-v", "--verbose", is_flag=True, help="Be more verbose (gpg's full text, differences)."
+    "-v",
+    "--verbose",
+    count=True,
+    help="Also show gpg's own text and a MISMATCH's differences; twice: all of gpg's text.",
 )
 @click.option(
     "-m",
     "--markup/--no-markup",
-    default=True,
-    help="Mark up verdicts with ANSI bold (default on).",
+    default=None,
+    help="Verdicts in ANSI bold (default: when writing to a terminal).",
 )
 @click.option("-r", "--release", default="current", show_default=True, help="Release name.")
 @click.option(
@@ -67,44 +72,39 @@ CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
 )
 @click.option(
     "--import-keys",
-    "import_dirs",
+    "import_paths",
     multiple=True,
-    type=click.Path(file_okay=False),
-    help="Import the key files (.asc/.gpg/.pgp) in DIR into a temporary GNUPGHOME "
-    "(repeatable).",
+    type=click.Path(),
+    help="Import the key files (.asc/.gpg/.pgp/.key/.pub) in DIR, or the key file FILE, "
+    "into a temporary GNUPGHOME (repeatable).",
 )
 @click.option(
     "--trusted-keys",
     "trusted_files",
     multiple=True,
     type=click.Path(dir_okay=False),
-    help="Bind signers to key fingerprints ('SIGNER KEYID FPR' or 'FPR NAME' lines).",
+    help="Bind signers to keys: 'SIGNER KEYID FPR', 'SIGNER FPR' or keys.txt "
+    "'FPR Name (handle)' lines (repeatable).",
 )
 @click.option(
     "--min-ok",
     type=click.IntRange(min=1),
     default=None,
     metavar="N",
-    help="Succeed when N signers with distinct keys are OK and none is MISMATCH.",
+    help="Succeed when N signers with distinct, unrevoked keys are OK and none is MISMATCH.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Write the whole report as JSON.")
 @workdir_option
-def cli(**params: Any) -> int:
-    """Verify the signed asserts of every signer of a release, offline."""
-    return run(**params)
-
-
-
-def run(
+def cli(
     descriptor: str,
-    verbose: bool,
-    markup: bool,
+    verbose: int,
+    markup: bool | None,
     release: str,
     destination: str | None,
     compare_to: str | None,
     verify_program: str,
     keyrings: tuple[str, ...],
-    import_dirs: tuple[str, ...],
+    import_paths: tuple[str, ...],
     trusted_files: tuple[str, ...],
     min_ok: int | None,
     as_json: bool,
@@ -128,21 +128,21 @@ def run(
         raise UsageError("--verify-program is empty")
     if destination is None:
         destination = os.fspath(Home.find(workdir).sigs / name)
-    shown = os.path.join(destination, release)
-    trusted = None
-    if trusted_files:
-        merged: dict[str, frozenset[str]] = {}
-        for f in trusted_files:
-            for k, v in TrustedKeys.load(f).bindings.items():
-                merged[k] = merged.get(k, frozenset()) | v
-        trusted = TrustedKeys(merged)
+    trusted = TrustedKeys.load_all(trusted_files)
     for k in keyrings:
         if not os.path.isfile(k):
-            raise UsageError(f"--keyring {k}: no such file")
+            raise UsageError(f"--keyring {printable(k)}: no such file")
+        if gpg.is_armored_key(Path(k)):
+            raise UsageError(
+                f"--keyring {printable(k)} is an armored key file, not a keyring",
+                hint=f"use --import-keys {printable(k)}",
+            )
+    if markup is None:
+        markup = sys.stdout.isatty()
 
     def verify(keyring: gpg.Keyring) -> int:
         report = verify_release(
-            shown,
+            os.path.join(destination, release),
             name,
             release,
             keyring=keyring,
@@ -150,24 +150,23 @@ def run(
             compare_to=compare_to,
             trusted=trusted,
             min_ok=min_ok,
-            display_dir=shown,
         )
-        out = (
-            render_json(report) if as_json else render_text(report, verbose=verbose, markup=markup)
-        )
-        _write_report(out)
+        if as_json:
+            _write_report(render_json(report))
+        else:
+            _write_report(render_text(report, verbose=verbose, markup=markup))
         return report.exit_code
 
-    if not keyrings and not import_dirs:
+    if not keyrings and not import_paths:
         keyring = gpg.Keyring()
         if not keyring.has_keys():
             raise UsageError(
-                f"no public keys: {keyring.effective_home()} has no keyring",
+                f"no public keys: {printable(str(keyring.effective_home()))} has no keyring",
                 hint="name the signers' keys with --import-keys DIR, --keyring FILE or GNUPGHOME",
             )
         return verify(keyring)
 
-    key_files = [f for d in import_dirs for f in gpg.key_files(Path(d))]
+    key_files = [f for p in import_paths for f in gpg.key_files(Path(p))]
     extra = tuple(Path(k).resolve() for k in keyrings)
     with gpg.temporary_home() as home:
         if key_files:

@@ -319,3 +319,60 @@ def test_malformed_program_is_a_usage_error(
     )
     assert code == 2 and "--signing_program" in err and err.count("\n") == 1
     assert not (home / "sigs").exists()
+
+
+@pytest.mark.parametrize(
+    "link", ["name", "release", "signer", "assert", "signature", "other-file-in-signer"]
+)
+def test_a_symlink_anywhere_in_the_signers_tree_is_refused(
+    tmp_path: Path,
+    compat: Path,
+    gpg_home: tuple[str, str, str],
+    capsys: pytest.CaptureFixture[str],
+    link: str,
+) -> None:
+    """gsign writes nothing outside sigs/: a link at sigs/<name>, <release>,
+    <signer> or in the signer's directory is refused before anything is written."""
+    gnupghome, fpr, _ = gpg_home
+    home, desc, name, release = make_home(tmp_path, compat, *GOLDEN[0])
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim").write_bytes(b"keep me\n")
+    parts = {"name": home / "sigs" / name}
+    parts["release"] = parts["name"] / release
+    parts["signer"] = parts["release"] / fpr
+    assrt = parts["signer"] / f"{name}-build.assert"
+    files = {
+        "assert": assrt,
+        "signature": assrt.with_name(assrt.name + ".sig"),
+        "other-file-in-signer": parts["signer"] / "notes",
+    }
+    if link in parts:
+        parts[link].parent.mkdir(parents=True, exist_ok=True)
+        parts[link].symlink_to(outside)
+    else:
+        parts["signer"].mkdir(parents=True)
+        files[link].symlink_to(outside / "victim")
+    before = sorted(p.name for p in outside.iterdir())
+    code, _, err = run_main(
+        ["--workdir", str(home), "-s", fpr, "-r", release, "--gnupghome", gnupghome, str(desc)],
+        capsys,
+    )
+    assert code == 2 and "is a symlink" in err, err
+    assert sorted(p.name for p in outside.iterdir()) == before
+    assert (outside / "victim").read_bytes() == b"keep me\n"
+
+
+def test_sigs_itself_may_be_a_link_to_a_sigs_repository(
+    tmp_path: Path, compat: Path, gpg_home: tuple[str, str, str]
+) -> None:
+    gnupghome, fpr, _ = gpg_home
+    home, desc, name, release = make_home(tmp_path, compat, *GOLDEN[0])
+    repo = tmp_path / "gitian.sigs"
+    repo.mkdir()
+    (home / "sigs").symlink_to(repo)
+    r = invoke(
+        ["--workdir", str(home), "-s", fpr, "-r", release, "--gnupghome", gnupghome, str(desc)]
+    )
+    assert r.exit_code == 0, r.output
+    assert (repo / name / release / fpr / f"{name}-build.assert").is_file()

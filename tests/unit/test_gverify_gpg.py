@@ -1,23 +1,32 @@
-"""gitian.gpg: offline verification, status parsing, batched checks."""
+"""gitian.gpg: offline verification, the status grammar, parallel checks."""
 # ruff: noqa: F811
 
 from __future__ import annotations
 
 import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
 from gverify_fixtures import COMPAT, Keys, keys  # noqa: F401 - fixture
 
-from gitian import gpg
+from gitian import gpg, gpgstatus
 
 MONERO = COMPAT / "sigs" / "monero-linux-0.18" / "v0.18.3.1-linux"
 BITCOIN = COMPAT / "sigs" / "bitcoin-core-linux-0.21" / "0.21.2-linux"
+FPR = "CFB16E21C950F67FA95E558F2EEB9F5CC09526C1"
+PRIMARY = "E777299FC265DD04793070EB944D35F9AC3DB76A"
+VALIDSIG = f"[GNUPG:] VALIDSIG {FPR} 2021-10-09 1633812652 0 4 0 1 8 00 {PRIMARY}"
 
 
 def _pair(release: Path, signer: str) -> tuple[bytes, bytes]:
     name = release.parent.name + "-build.assert"
     return (release / signer / (name + ".sig")).read_bytes(), (release / signer / name).read_bytes()
+
+
+def _status(*lines: str) -> bytes:
+    return "".join(line + "\n" for line in lines).encode()
 
 
 def test_offline_options_never_reach_a_keyserver() -> None:
@@ -32,16 +41,22 @@ def test_good_signature_reports_fingerprints(keys: Keys) -> None:
     v = gpg.verify_detached(*_pair(BITCOIN, "fanquake"), keyring=gpg.Keyring(home=keys.home))
     assert v.good, v.text
     (s,) = v.signatures
-    assert s.fingerprint == "CFB16E21C950F67FA95E558F2EEB9F5CC09526C1"  # the signing subkey
-    assert s.primary == "E777299FC265DD04793070EB944D35F9AC3DB76A"
-    assert v.primaries == {"E777299FC265DD04793070EB944D35F9AC3DB76A"}
+    assert s.fingerprint == FPR  # the signing subkey
+    assert s.primary == PRIMARY
+    assert s.created > 1_600_000_000
+    assert v.primaries == {PRIMARY}
+    # Status and human text arrive apart: no status line in the text, no text in the status.
+    assert all(line.startswith("[GNUPG:] ") for line in v.status_lines)
+    assert "[GNUPG:]" not in v.text and "using RSA key" in v.text
 
 
 def test_expired_key_still_verifies(keys: Keys) -> None:
-    # luke-jr's key has expired since he signed; gpg exits 0 with EXPKEYSIG.
-    v = gpg.verify_detached(*_pair(BITCOIN, "luke-jr"), keyring=gpg.Keyring(home=keys.home))
+    # emzy's key has expired since he signed; gpg exits 0 with EXPKEYSIG.
+    v = gpg.verify_detached(*_pair(BITCOIN, "emzy"), keyring=gpg.Keyring(home=keys.home))
     assert v.good and v.signatures[0].status == "EXPKEYSIG"
     assert "This key has expired" in v.text
+    expiry = gpg.key_expiries([v.signatures[0].fingerprint], keyring=gpg.Keyring(home=keys.home))
+    assert v.signatures[0].created < expiry[v.signatures[0].fingerprint]
 
 
 def test_missing_key_and_bad_data(keys: Keys) -> None:
@@ -58,48 +73,192 @@ def test_missing_key_and_bad_data(keys: Keys) -> None:
     assert not v.good and "no signature found" in v.reason()
 
 
-def test_batched_verdicts_equal_one_by_one(keys: Keys) -> None:
+def test_parallel_verdicts_equal_one_by_one(keys: Keys) -> None:
     ring = gpg.Keyring(home=keys.home)
     items = [_pair(MONERO, s.name) for s in sorted(MONERO.iterdir())]
     items += [_pair(BITCOIN, s.name) for s in sorted(BITCOIN.iterdir())]
     sig, data = items[3]
-    items.insert(2, (sig, data + b"x"))  # a bad one in the middle of a batch
+    items.insert(2, (sig, data + b"x"))  # a bad one among them
     items.insert(5, (sig[:40], data))  # a truncated one
-    many = gpg.verify_many(items, keyring=ring, workers=2)
+    many = gpg.verify_many(items, keyring=ring, jobs=3)
     one = [gpg.verify_detached(s, d, keyring=ring) for s, d in items]
     assert [v.good for v in many] == [v.good for v in one]
-    assert [v.fingerprints for v in many] == [v.fingerprints for v in one]
-    # The human text of a good signature is the same either way.
-    assert [v.text for v in many if v.good] == [v.text for v in one if v.good]
+    assert [v.signatures for v in many] == [v.signatures for v in one]
+    assert [v.text for v in many] == [v.text for v in one]
     assert sum(not v.good for v in many) == 3  # bad, truncated, jonatack
 
 
-def test_signed_message_wrapper_only_for_one_binary_signature() -> None:
-    sig, data = _pair(MONERO, "hyc")
-    assert gpg.as_signed_message(sig, data) is not None
-    assert gpg.as_signed_message(sig + sig, data) is None  # two packets
-    assert gpg.as_signed_message(sig[:-1], data) is None  # truncated
-    assert gpg.as_signed_message(b"-----BEGIN PGP SIGNATURE-----\n", data) is None
-    assert gpg.as_signed_message(b"", data) is None
+# --------------------------------------------------------------------------
+# the grammar
 
 
-def test_parse_status_groups_signatures() -> None:
-    status = "\n".join(
-        [
-            "[GNUPG:] NEWSIG",
-            "[GNUPG:] GOODSIG AAAA Someone",
-            "[GNUPG:] VALIDSIG " + "A" * 40 + " 2023-01-01 1 0 4 0 1 8 00 " + "B" * 40,
-            "[GNUPG:] NEWSIG",
-            "[GNUPG:] BADSIG CCCC Other",
-            # A VALIDSIG after a BADSIG is not believed.
-            "[GNUPG:] VALIDSIG " + "C" * 40 + " 2023-01-01 1 0 4 0 1 8 00 " + "C" * 40,
-        ]
+def test_status_grammar_accepts_what_gpg_says() -> None:
+    (s,) = gpgstatus.parse_status(
+        _status(
+            "[GNUPG:] NEWSIG fanquake@gmail.com",
+            f"[GNUPG:] KEY_CONSIDERED {PRIMARY} 0",
+            "[GNUPG:] SIG_ID abc+/def 2021-10-09 1633812652",
+            "[GNUPG:] GOODSIG 2EEB9F5CC09526C1 Michael Ford (bitcoin) <fanquake@gmail.com>",
+            "[GNUPG:] NOTATION_NAME x@example.org",
+            "[GNUPG:] NOTATION_FLAGS 0 1",
+            "[GNUPG:] NOTATION_DATA a%20b",
+            VALIDSIG,
+            "[GNUPG:] TRUST_UNDEFINED 0 pgp",
+        )
     )
-    a, b = gpg.parse_status(status)
-    assert (a.status, a.fingerprint, a.primary) == ("GOODSIG", "A" * 40, "B" * 40)
-    assert (b.status, b.fingerprint) == ("BADSIG", "")
-    v = gpg.Verification(returncode=0, signatures=(a, b))
+    assert (s.status, s.keyid, s.fingerprint, s.primary) == ("GOODSIG", FPR[-16:], FPR, PRIMARY)
+    assert s.created == 1633812652
+
+
+def test_a_user_id_with_line_separators_stays_one_line() -> None:
+    """U+2028, U+2029 and U+0085 break str.splitlines(); the status is split on
+    b"\\n" only, so what follows them is part of the user ID, not a line."""
+    for sep in ("\u2028", "\u2029", "\u0085"):
+        (s,) = gpgstatus.parse_status(
+            _status(
+                "[GNUPG:] NEWSIG",
+                f"[GNUPG:] GOODSIG {FPR[-16:]} x{sep}[GNUPG:] VALIDSIG {'A' * 40} 2000-01-01 1 "
+                f"0 4 0 1 8 00 {'A' * 40}",
+                VALIDSIG,
+            )
+        )
+        assert s.fingerprint == FPR
+
+
+@pytest.mark.parametrize(
+    ("lines", "why"),
+    [
+        # A line that is not a status line, or one a check of a signature never gives.
+        (["[GNUPG:] NEWSIG", "gpg: Good signature", VALIDSIG], "not a status line"),
+        (["[GNUPG:] NEWSIG", "[GNUPG:] PLAINTEXT 62 0 x"], "signed data of its own"),
+        (["[GNUPG:] FILE_DONE"], "does not"),
+        (["[GNUPG:] NODATA 1"], "no signature found"),
+        # One result per signature, after its NEWSIG; VALIDSIG only after a good one.
+        ([f"[GNUPG:] GOODSIG {FPR[-16:]} x", VALIDSIG], "before any NEWSIG"),
+        (
+            [
+                "[GNUPG:] NEWSIG",
+                f"[GNUPG:] GOODSIG {FPR[-16:]} x",
+                f"[GNUPG:] GOODSIG {FPR[-16:]} x",
+            ],
+            "two results",
+        ),
+        (["[GNUPG:] NEWSIG", f"[GNUPG:] BADSIG {FPR[-16:]} x", VALIDSIG], "out of place"),
+        (
+            ["[GNUPG:] NEWSIG", f"[GNUPG:] GOODSIG {FPR[-16:]} x", VALIDSIG, VALIDSIG],
+            "out of place",
+        ),
+        (["[GNUPG:] NEWSIG"], "without a result"),
+        # VALIDSIG must name the key of the GOODSIG line, a 40/64-hex fingerprint, a document.
+        (["[GNUPG:] NEWSIG", f"[GNUPG:] GOODSIG {'1' * 16} x", VALIDSIG], "named"),
+        (
+            ["[GNUPG:] NEWSIG", f"[GNUPG:] GOODSIG {FPR[-16:]} x", VALIDSIG.replace(FPR, FPR[:32])],
+            "does not",
+        ),
+        (
+            [
+                "[GNUPG:] NEWSIG",
+                f"[GNUPG:] GOODSIG {FPR[-16:]} x",
+                VALIDSIG.replace(" 00 ", " 1F "),
+            ],
+            "class 1F",
+        ),
+        (["[GNUPG:] NEWSIG", "[GNUPG:] GOODSIG short x"], "does not"),
+    ],
+)
+def test_status_outside_the_grammar_is_never_good(lines: list[str], why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        gpgstatus.parse_status(_status(*lines))
+    v = gpgstatus.Verification(0, problem="x")
     assert not v.good
+
+
+def test_status_cut_in_the_middle_of_a_line() -> None:
+    with pytest.raises(ValueError, match="middle of a line"):
+        gpgstatus.parse_status(
+            _status("[GNUPG:] NEWSIG") + f"[GNUPG:] GOODSIG {FPR[-16:]}".encode()
+        )
+
+
+def test_key_ids_of_v4_and_v5_fingerprints() -> None:
+    v5 = "B" * 16 + "C" * 48
+    (s,) = gpgstatus.parse_status(
+        _status(
+            "[GNUPG:] NEWSIG",
+            f"[GNUPG:] GOODSIG {'B' * 16} x",
+            f"[GNUPG:] VALIDSIG {v5} 2024-01-01 1704067200 0 5 0 22 10 00 {v5}",
+        )
+    )
+    assert s.fingerprint == v5
+    # A full fingerprint in the result line must be the very one.
+    (s,) = gpgstatus.parse_status(_status("[GNUPG:] NEWSIG", f"[GNUPG:] GOODSIG {FPR} x", VALIDSIG))
+    assert s.fingerprint == FPR
+    with pytest.raises(ValueError, match="named"):
+        gpgstatus.parse_status(
+            _status("[GNUPG:] NEWSIG", f"[GNUPG:] GOODSIG {PRIMARY} x", VALIDSIG)
+        )
+
+
+def test_exit_status_counts() -> None:
+    (s,) = gpgstatus.parse_status(
+        _status("[GNUPG:] NEWSIG", f"[GNUPG:] GOODSIG {FPR[-16:]} x", VALIDSIG)
+    )
+    assert gpgstatus.Verification(0, (s,)).good
+    assert not gpgstatus.Verification(1, (s,)).good
+    assert not gpgstatus.Verification(0, ()).good
+
+
+# --------------------------------------------------------------------------
+# processes
+
+
+def _children() -> set[int]:
+    out: set[int] = set()
+    for task in Path("/proc/self/task").iterdir():
+        out |= {int(p) for p in (task / "children").read_text().split()}
+    return out
+
+
+def test_a_check_that_hangs_is_killed_and_reaped(tmp_path: Path) -> None:
+    before = _children()
+    hang = ["sh", "-c", "sleep 60", "sh"]
+    t0 = time.monotonic()
+    vs = gpg.verify_many([(b"x", b"y")] * 3, program=hang, timeout=0.5, jobs=2)
+    assert time.monotonic() - t0 < 10
+    assert all(not v.good and "did not finish" in v.reason() for v in vs)
+    assert _children() <= before  # nothing of ours is left
+
+
+def test_ctrl_c_kills_and_reaps_every_check(tmp_path: Path) -> None:
+    before = _children()
+    # Whichever of the first two checks comes second interrupts us (as Ctrl-C
+    # would) while the other still runs.
+    script = (
+        'touch "$0/$$"; if [ $(ls "$0" | wc -l) -ge 2 ]; then kill -INT $PPID; fi; exec sleep 60'
+    )
+    program = ["sh", "-c", script, str(tmp_path)]
+    with pytest.raises(KeyboardInterrupt):
+        gpg.verify_many([(b"x", b"y")] * 4, program=program, jobs=2, timeout=60)
+    assert _children() <= before  # nothing of ours is left
+
+
+def test_gpg_gets_only_its_descriptors(tmp_path: Path) -> None:
+    """Memory file descriptors for the signature and the data, the status pipe
+    (one of its own, not stdout), and nothing this process had open."""
+    leaked = os.open(tmp_path / "leak", os.O_WRONLY | os.O_CREAT)
+    os.set_inheritable(leaked, True)
+    script = 'exec >&2; ls /proc/$$/fd; echo "$@"'
+    try:
+        (v,) = gpg.verify_many([(b"sig", b"data")], program=["sh", "-c", script, "sh"])
+    finally:
+        os.close(leaked)
+    fds = sorted(int(x) for x in v.text.split("\n")[0:-2] if x.isdigit())
+    args = v.text.split("\n")[-2].split()
+    status_fd = int(args[args.index("--status-fd") + 1])
+    specials = [int(a[2:]) for a in args if a.startswith("-&")]
+    assert status_fd not in (0, 1, 2) and len(specials) == 2
+    assert set(fds) == {0, 1, 2, status_fd, *specials}
+    assert leaked not in fds
 
 
 def test_missing_program_is_a_clear_error(tmp_path: Path) -> None:
@@ -122,26 +281,6 @@ def test_import_keys_reports_nothing_importable(tmp_path: Path) -> None:
         gpg.key_files(tmp_path / "nothing-here")
 
 
-def test_spawned_process_gets_only_its_descriptors(tmp_path: Path) -> None:
-    """gpg is started with posix_spawn, not subprocess: it must get the
-    descriptors it is given and none that this process inherited (as with
-    Popen's close_fds), and an interrupted read must not leave it running."""
-    leaked = os.open(tmp_path / "leak", os.O_WRONLY | os.O_CREAT)
-    given = os.open(tmp_path / "given", os.O_WRONLY | os.O_CREAT)
-    os.set_inheritable(leaked, True)
-    try:
-        script = "ls /proc/$$/fd; true"  # sh lists its own descriptors
-        proc = gpg._Process(["sh", "-c", script], dict(os.environ), [given])
-        fds = sorted(int(x) for x in proc.communicate(30).decode().split())
-    finally:
-        os.close(leaked)
-        os.close(given)
-    assert fds == sorted({0, 1, 2, given})
-    assert proc.returncode == 0
-
-    slow = gpg._Process(["sleep", "30"], dict(os.environ), [])
-    with pytest.raises(TimeoutError):
-        slow.communicate(0.2)
-    assert slow.returncode is not None  # killed and reaped
-    with pytest.raises(ProcessLookupError):
-        os.kill(slow.pid, 0)
+def test_signal_module_untouched() -> None:
+    # verify_many holds signals only while a child is being made.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
