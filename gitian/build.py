@@ -21,11 +21,9 @@ import ctypes
 import ctypes.util
 import hashlib
 import os
-import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -35,6 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from gitian import buildscript, hashing, inputs, log
+from gitian.debcache import DebCache
 from gitian.descriptor import Descriptor
 from gitian.errors import BuildError, CommandError, TargetError
 from gitian.home import Home, target_bin
@@ -45,14 +44,8 @@ from gitian.targets.base import Target
 TargetFactory = Callable[[str, str], Target]
 """Makes the target for one configuration: ``(suite, arch) -> Target``."""
 
-ARCHIVES = "/var/cache/apt/archives"
 UPGRADE_MARKER = "/var/cache/gitian/initial-upgrade"
-DEB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+~_%:\-]*\.deb")
 LOG_TAIL = 20
-#: installed packages and their .deb file names, as target-bin/grab-packages.sh asks dpkg
-DPKG_FORMAT = (
-    "${db:Status-Abbrev} ${binary:Package}=${Version} ${Package}_${Version}_${Architecture}.deb\n"
-)
 
 
 @dataclass(frozen=True)
@@ -84,7 +77,12 @@ class BuildResult:
 
 class Builder:
     """Runs one descriptor through the whole flow.  ``out`` receives what the
-    classic tool printed on stdout (the out lines and the result's sha256)."""
+    classic tool printed on stdout (the out lines and the result's sha256).
+
+    Each step of SPEC §3 is one method, so a variant of the flow (several
+    rounds, a snapshot after the package step) is a different sequence of
+    the same calls.
+    """
 
     def __init__(
         self,
@@ -99,11 +97,9 @@ class Builder:
         self.home = home
         self.opts = options
         self.make_target = make_target
-        # .debs the current target held before the install steps (see _push_debs)
-        self._debs_before: set[str] = set()
+        self.debs = DebCache(home)
         self.out = out if out is not None else sys.stdout
         self.timings: list[tuple[str, float, bool]] = []
-        self._live: Target | None = None
 
     # -- helpers ------------------------------------------------------------
     @contextlib.contextmanager
@@ -147,9 +143,22 @@ class Builder:
                 raise BuildError(f"target-bin/{script} is missing from this installation")
 
     def run(self) -> BuildResult:
-        d = self.desc
+        """The whole flow: check, record the inputs, build every configuration, report."""
         self.check()
-        h = self.home
+        self.prepare_home()
+        in_manifest, reference = self.record_inputs()
+        configs = configurations(self.desc)
+        base_manifests = []
+        for i, (suite, arch) in enumerate(configs):
+            log.info(f"--- Building for {suite} {arch} ---")
+            keep = self.opts.skip_cleanup and i == len(configs) - 1
+            manifest = self.build_configuration(suite, arch, reference, keep=keep)
+            base_manifests.append((f"{suite}-{arch}", manifest))
+        return self.write_report(in_manifest, base_manifests)
+
+    def prepare_home(self) -> None:
+        """Wipe build/, make result/ and var/, and the cache directories (SPEC §3.1)."""
+        d, h = self.desc, self.home
         if h.build.is_symlink() or h.build.is_file():
             h.build.unlink()
         elif h.build.exists():
@@ -161,6 +170,10 @@ class Builder:
             (h.cache / "common").mkdir(parents=True, exist_ok=True)
             (h.cache / d.name).mkdir(parents=True, exist_ok=True)
 
+    def record_inputs(self) -> tuple[str, str]:
+        """Hash the input files and check out every remote (SPEC §3.2, §3.3);
+        return the input manifest and the reference date and time."""
+        d, h = self.desc, self.home
         with self.step("Hashing input files"):
             file_lines = inputs.file_lines(h, d.files)
         checked: list[inputs.CheckedOut] = []
@@ -177,25 +190,178 @@ class Builder:
         in_manifest = in_manifest_text(
             d.sha256, d.name, file_lines, [(c.commit, c.dir) for c in checked]
         )
-        reference = d.reference_datetime or checked[-1].author_date
+        return in_manifest, d.reference_datetime or checked[-1].author_date
 
-        base_manifests: list[tuple[str, str]] = []
-        try:
-            for suite in d.suites:
-                for arch in d.architectures:
-                    log.info(f"--- Building for {suite} {arch} ---")
-                    self._configuration(suite, arch, reference)
-                    manifest = (h.var / f"base-{suite}-{arch}.manifest").read_text(
-                        encoding="utf-8", errors="surrogateescape"
+    def build_configuration(
+        self, suite: str, arch: str, reference: str, *, keep: bool = False
+    ) -> str:
+        """One suite and architecture in a clean target (SPEC §3.4); returns
+        its base manifest.  ``keep``: leave the target running afterwards."""
+        for p in (self.install_log, self.build_log):
+            p.unlink(missing_ok=True)
+        with contextlib.ExitStack() as stack:
+            target = stack.enter_context(self.open_target(suite, arch, keep=keep))
+            self.allow_sudo(target)
+            self.prepare_build_area(target)
+            manifest = self.install(target, suite, arch)
+            self.write_build_script(target, arch, reference)
+            self.run_build_script(target, suite, arch)
+            self.collect_results(target)
+        return manifest.decode("utf-8", "surrogateescape")
+
+    def open_target(
+        self, suite: str, arch: str, *, keep: bool = False
+    ) -> contextlib.AbstractContextManager[Target]:
+        """A clean, started target for one configuration (unless ``--skip-image``,
+        the one left from before); stopped on the way out unless ``keep``."""
+        target = self.make_target(suite, arch)
+        return target.session(
+            reset=not self.opts.skip_image, keep=keep, ready_timeout=60.0, step=self.step
+        )
+
+    def allow_sudo(self, target: Target) -> None:
+        """With ``sudo: true`` and ``--allow-sudo``: passwordless sudo for the build user."""
+        if not (self.desc.sudo and self.opts.allow_sudo):
+            return
+        user = target.config.user
+        with self.step(f"Allowing sudo for {user}"):
+            line = f"%{user} ALL=(ALL) NOPASSWD: ALL\n".encode()
+            target.run(
+                ["tee", "-a", f"/etc/sudoers.d/{user}"],
+                user="root",
+                stdin=line,
+                stdout=subprocess.DEVNULL,
+            )
+
+    def prepare_build_area(self, target: Target) -> None:
+        """init-build.sh, then the input files and the caches into the target."""
+        d, h = self.desc, self.home
+        with self.step("Preparing build environment"):
+            target.run(
+                ["setarch", d.setarch(target.config.arch), "bash"],
+                stdin=(target_bin() / "init-build.sh").read_bytes(),
+            )
+            for f in d.files:
+                self._copy_input_file(target, f)
+            if d.enable_cache:
+                for cache in (h.cache / d.name, h.cache / "common"):
+                    if cache.is_dir():
+                        target.copy_to(cache, "cache")
+
+    def install(self, target: Target, suite: str, arch: str) -> bytes:
+        """The package step: everything apt does (output in var/install.log),
+        then the package manifest, written to var/ and returned."""
+        pushed = None
+        if not target.binds_package_cache:
+            with self.step("Restoring downloaded packages"):
+                archs = {"all", target.config.image_arch, *self.desc.multiarch}
+                pushed = self.debs.push(target, archs)
+        with self.install_log.open("ab") as ilog:
+            self.install_packages(target, ilog)
+            self.upgrade_system(target, ilog)
+            with self.step("Creating package manifest"):
+                manifest = self.debs.manifest(target)
+                if manifest is None:
+                    manifest = self._grab_packages(target, ilog)
+                write_atomic(self.home.var / f"base-{suite}-{arch}.manifest", manifest)
+        if pushed is not None:
+            with self.step("Saving downloaded packages"):
+                self.debs.pull(target, pushed)
+        return manifest
+
+    def install_packages(self, target: Target, ilog: IO[bytes]) -> None:
+        """multiarch, repositories, apt-get update, packages, repository
+        packages, alternatives, in the classic order."""
+        d = self.desc
+        if d.multiarch:
+            with self.step("Adding multiarch support (log in var/install.log)", external=True):
+                for a in d.multiarch:
+                    self._root(target, ilog, ["dpkg", "--add-architecture", a])
+        if d.repositories:
+            with self.step(
+                "Adding repositories to the sources list (log in var/install.log)", external=True
+            ):
+                for r in d.repositories:
+                    self._root(
+                        target, ilog, ["tee", "-a", "/etc/apt/sources.list"],
+                        stdin=(r.source + "\n").encode(),
+                    )  # fmt: skip
+        with self.step("Updating apt-get repository (log in var/install.log)", external=True):
+            self._root(target, ilog, ["apt-get", "update"], network=True)
+        if d.packages:
+            title = "Installing additional packages (log in var/install.log)"
+            with self.step(title, external=True):
+                self._root(
+                    target, ilog,
+                    ["apt-get", "--no-install-recommends", "-y", "install", *d.packages],
+                    network=True,
+                )  # fmt: skip
+        for r in d.repositories:
+            title = f"Installing additional packages from repository {r.distribution}"
+            with self.step(f"{title} (log in var/install.log)", external=True):
+                self._root(
+                    target, ilog,
+                    ["apt-get", "-t", r.distribution, "--no-install-recommends", "-y",
+                     "install", *r.packages],
+                    network=True,
+                )  # fmt: skip
+        if d.alternatives:
+            with self.step("Set alternatives (log in var/install.log)", external=True):
+                for alt in d.alternatives:
+                    self._root(
+                        target, ilog, ["update-alternatives", "--set", alt.package, alt.path]
                     )
-                    base_manifests.append((f"{suite}-{arch}", manifest))
-            if not self.opts.skip_cleanup and self._live is not None:
-                with self.step("Cleaning up target"):
-                    self._stop_live()
-        except BaseException:
-            self._stop_live_on_error()
-            raise
 
+    def upgrade_system(self, target: Target, ilog: IO[bytes]) -> None:
+        """upgrade-system.sh with ``--upgrade``, or when the target never was upgraded."""
+        if not (self.opts.upgrade or self._needs_upgrade(target)):
+            return
+        with self.step(
+            "Upgrading system, may take a while (log in var/install.log)", external=True
+        ):
+            self._root(
+                target, ilog, ["bash"], network=True,
+                stdin=(target_bin() / "upgrade-system.sh").read_bytes(),
+            )  # fmt: skip
+
+    def write_build_script(self, target: Target, arch: str, reference: str) -> None:
+        """Copy the remotes into the target and write var/build-script."""
+        d, h, o = self.desc, self.home, self.opts
+        with self.step("Creating build script (var/build-script)"):
+            for remote in d.remotes:
+                target.copy_to(h.inputs / remote.dir, "build")
+            text = buildscript.build_script(
+                buildscript.ScriptParams(
+                    name=d.name,
+                    bits=d.bits(arch),
+                    num_procs=o.num_procs,
+                    memory_mib=o.memory_mib,
+                    reference_datetime=reference,
+                    script=d.script,
+                    enable_cache=d.enable_cache,
+                    remote_dirs=[r.dir for r in d.remotes],
+                )
+            )
+            write_atomic(h.var / "build-script", text.encode("utf-8"))
+
+    def run_build_script(self, target: Target, suite: str, arch: str) -> None:
+        """var/build-script with ``bash -x`` under setarch; output in var/build.log."""
+        with self.step("Running build script (log in var/build.log)", external=True):
+            self._run_build_script(target, self.desc.setarch(arch), suite, arch)
+
+    def collect_results(self, target: Target) -> None:
+        """The target's out/ into build/; the caches back unless ``-o``."""
+        d = self.desc
+        with self.step("Grabbing results from target"):
+            target.copy_from("out", self.home.build)
+        if d.enable_cache and not self.opts.cache_read_only:
+            with self.step("Grabbing cache from target"):
+                for name in (d.name, "common"):
+                    self._grab_cache(target, name)
+
+    def write_report(self, in_manifest: str, base_manifests: list[tuple[str, str]]) -> BuildResult:
+        """Hash the outputs and caches and write result/<name>-res.yml (SPEC §3.6)."""
+        d, h = self.desc, self.home
         with self.step("Generating report"):
             out_entries = hashing.hash_tree(h.build / "out", where="build/out")
             out_manifest = hashing.manifest_text(out_entries)
@@ -222,151 +388,6 @@ class Builder:
         self._print(f"{digest}  {path.name}\n")
         log.info("Done.")
         return BuildResult(report, path, digest, list(self.timings))
-
-    # -- targets ------------------------------------------------------------
-    def _stop_live(self) -> None:
-        t, self._live = self._live, None
-        if t is not None:
-            t.stop()
-
-    def _stop_live_on_error(self) -> None:
-        if self._live is None:
-            return
-        with signals_held():
-            try:
-                self._stop_live()
-            except Exception as e:  # the original error matters more
-                log.warn(f"stopping the target failed too: {e}")
-
-    def _configuration(self, suite: str, arch: str, reference: str) -> None:
-        d, h, o = self.desc, self.home, self.opts
-        for p in (self.install_log, self.build_log):
-            p.unlink(missing_ok=True)
-        target = self.make_target(suite, arch)
-        personality = d.setarch(arch)
-        with self.step("Stopping target if it is up"):
-            self._stop_live()
-            target.stop()
-        if not o.skip_image:
-            with self.step("Making a new image copy"):
-                target.reset()
-        self._live = target
-        with self.step("Starting target"):
-            target.start()
-        with self.step("Checking if target is up"):
-            target.wait_ready(60.0)
-        user = target.config.user
-
-        if d.sudo and o.allow_sudo:
-            with self.step(f"Allowing sudo for {user}"):
-                line = f"%{user} ALL=(ALL) NOPASSWD: ALL\n".encode()
-                target.run(
-                    ["tee", "-a", f"/etc/sudoers.d/{user}"],
-                    user="root",
-                    stdin=line,
-                    stdout=subprocess.DEVNULL,
-                )
-
-        with self.step("Preparing build environment"):
-            target.run(
-                ["setarch", personality, "bash"],
-                stdin=(target_bin() / "init-build.sh").read_bytes(),
-            )
-            for f in d.files:
-                self._copy_input_file(target, f)
-            if d.enable_cache:
-                for cache in (h.cache / d.name, h.cache / "common"):
-                    if cache.is_dir():
-                        target.copy_to(cache, "cache")
-
-        with self.install_log.open("ab") as ilog:
-            if not target.binds_package_cache:
-                with self.step("Restoring downloaded packages"):
-                    self._push_debs(target, arch)
-            if d.multiarch:
-                with self.step("Adding multiarch support (log in var/install.log)", external=True):
-                    for a in d.multiarch:
-                        self._root(target, ilog, ["dpkg", "--add-architecture", a])
-            if d.repositories:
-                with self.step(
-                    "Adding repositories to the sources list (log in var/install.log)",
-                    external=True,
-                ):
-                    for r in d.repositories:
-                        self._root(
-                            target, ilog, ["tee", "-a", "/etc/apt/sources.list"],
-                            stdin=(r.source + "\n").encode(),
-                        )  # fmt: skip
-            with self.step("Updating apt-get repository (log in var/install.log)", external=True):
-                self._root(target, ilog, ["apt-get", "update"], network=True)
-            if d.packages:
-                with self.step(
-                    "Installing additional packages (log in var/install.log)", external=True
-                ):
-                    self._root(
-                        target, ilog,
-                        ["apt-get", "--no-install-recommends", "-y", "install", *d.packages],
-                        network=True,
-                    )  # fmt: skip
-            for r in d.repositories:
-                title = f"Installing additional packages from repository {r.distribution}"
-                with self.step(f"{title} (log in var/install.log)", external=True):
-                    self._root(
-                        target, ilog,
-                        ["apt-get", "-t", r.distribution, "--no-install-recommends", "-y",
-                         "install", *r.packages],
-                        network=True,
-                    )  # fmt: skip
-            if d.alternatives:
-                with self.step("Set alternatives (log in var/install.log)", external=True):
-                    for alt in d.alternatives:
-                        self._root(
-                            target, ilog, ["update-alternatives", "--set", alt.package, alt.path]
-                        )
-            if o.upgrade or self._needs_upgrade(target):
-                with self.step(
-                    "Upgrading system, may take a while (log in var/install.log)", external=True
-                ):
-                    self._root(
-                        target, ilog, ["bash"], network=True,
-                        stdin=(target_bin() / "upgrade-system.sh").read_bytes(),
-                    )  # fmt: skip
-            with self.step("Creating package manifest"):
-                manifest = self._host_package_manifest(target)
-                if manifest is None:
-                    manifest = self._grab_packages(target, ilog)
-                write_atomic(h.var / f"base-{suite}-{arch}.manifest", manifest)
-            if not target.binds_package_cache:
-                with self.step("Saving downloaded packages"):
-                    self._pull_debs(target)
-
-        with self.step("Creating build script (var/build-script)"):
-            for remote in d.remotes:
-                target.copy_to(h.inputs / remote.dir, "build")
-            text = buildscript.build_script(
-                buildscript.ScriptParams(
-                    name=d.name,
-                    bits=d.bits(arch),
-                    num_procs=o.num_procs,
-                    memory_mib=o.memory_mib,
-                    reference_datetime=reference,
-                    script=d.script,
-                    enable_cache=d.enable_cache,
-                    remote_dirs=[r.dir for r in d.remotes],
-                )
-            )
-            write_atomic(h.var / "build-script", text.encode("utf-8"))
-
-        with self.step("Running build script (log in var/build.log)", external=True):
-            self._run_build_script(target, personality, suite, arch)
-
-        with self.step("Grabbing results from target"):
-            target.copy_from("out", h.build)
-
-        if d.enable_cache and not o.cache_read_only:
-            with self.step("Grabbing cache from target"):
-                for name in (d.name, "common"):
-                    self._grab_cache(target, name)
 
     # -- the steps' pieces ----------------------------------------------------
     def _root(
@@ -418,32 +439,6 @@ class Builder:
                 self.install_log,
             )
         return res.stdout
-
-    def _host_package_manifest(self, target: Target) -> bytes | None:
-        """The same manifest as grab-packages.sh, hashed here when the target's
-        /var/cache/apt/archives is the host's .deb cache and already holds every
-        installed package: then it costs a dpkg-query and (memoised) hashing.
-        None when that is not the case; grab-packages.sh then does it all."""
-        if not target.binds_package_cache:
-            return None
-        res = target.run(["dpkg-query", "-W", "-f", DPKG_FORMAT], capture=True, check=False)
-        if res.returncode != 0:
-            return None
-        names = set()
-        for line in res.stdout.decode("utf-8", "replace").splitlines():
-            parts = line.split()
-            if len(parts) == 3 and parts[0] == "ii":
-                names.add(parts[2].replace(":", "%3a", 1))  # as apt names the file
-        cache = self.home.package_cache
-        if not names or not all(
-            DEB_NAME.fullmatch(n) and (cache / n).is_file() and not (cache / n).is_symlink()
-            for n in names
-        ):
-            return None
-        memo = _DebMemo(self.home.var / "cache" / "debs.sha256")
-        lines = [f"{memo.sha256(cache / n)}  {n}\n" for n in sorted(names, key=os.fsencode)]
-        memo.save()
-        return "".join(lines).encode()
 
     def _needs_upgrade(self, target: Target) -> bool:
         res = target.run(["test", "!", "-e", UPGRADE_MARKER], user="root", check=False)
@@ -516,132 +511,9 @@ class Builder:
             with signals_held():
                 shutil.rmtree(tmp, ignore_errors=True)
 
-    # -- the host-side .deb cache (for backends that cannot bind it) -----------
-    def _target_debs(self, target: Target) -> set[str]:
-        """The .deb file names in the target's /var/cache/apt/archives."""
-        listing = target.run(
-            [
-                "find",
-                ARCHIVES,
-                "-maxdepth",
-                "1",
-                "-type",
-                "f",
-                "-name",
-                "*.deb",
-                "-printf",
-                "%f\\n",
-            ],
-            user="root",
-            capture=True,
-        ).stdout.decode("utf-8", "replace")
-        return {n for n in listing.splitlines() if DEB_NAME.fullmatch(n)}
-
-    def _push_debs(self, target: Target, arch: str) -> None:
-        """Give the target the cached .debs it does not hold yet (a VM image
-        already carries its base's), and remember what it held."""
-        self._debs_before = self._target_debs(target)
-        cache = self.home.package_cache
-        if not cache.is_dir():
-            return
-        archs = {"all", target.config.image_arch, *self.desc.multiarch}
-        names = sorted(
-            e.name
-            for e in os.scandir(cache)
-            if e.is_file(follow_symlinks=False)
-            and DEB_NAME.fullmatch(e.name)
-            and e.name[:-4].rsplit("_", 1)[-1] in archs
-            and e.name not in self._debs_before
-        )
-        self._debs_before |= set(names)
-        if not names:
-            return
-        tar = subprocess.Popen(
-            ["tar", "-C", os.fspath(cache), "-cf", "-", "--", *names],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-        )
-        try:
-            assert tar.stdout is not None
-            target.run(
-                ["tar", "-C", ARCHIVES, "--no-same-owner", "-xf", "-"],
-                user="root",
-                stdin=tar.stdout,
-            )
-        finally:
-            if tar.stdout is not None:
-                tar.stdout.close()
-            if tar.poll() is None:
-                tar.kill()
-            tar.wait()
-
-    def _pull_debs(self, target: Target) -> None:
-        """Keep the .debs this build downloaded in the host cache."""
-        cache = self.home.package_cache
-        cache.mkdir(parents=True, exist_ok=True)
-        listing = self._target_debs(target) - self._debs_before
-        have = {e.name for e in os.scandir(cache)}
-        new = sorted(n for n in listing if n not in have)
-        if not new:
-            return
-        tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".incoming-"))
-        try:
-            rfd, wfd = os.pipe()
-            result: list[BaseException] = []
-            reader = threading.Thread(
-                target=_untar_debs, args=(rfd, tmp, set(new), result), daemon=True
-            )
-            reader.start()
-            try:
-                target.run(["tar", "-C", ARCHIVES, "-cf", "-", "--", *new], user="root", stdout=wfd)
-            finally:
-                os.close(wfd)
-                reader.join()
-            if result:
-                raise TargetError(f"saving downloaded packages failed: {result[0]}")
-            for n in new:
-                p = tmp / n
-                if p.is_file():
-                    os.replace(p, cache / n)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
 
 # --------------------------------------------------------------------------
 # small helpers
-
-
-class _DebMemo:
-    """sha256 of .deb files in the shared cache, remembered by name, size,
-    mtime and inode (apt never rewrites a .deb in place)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.known: dict[str, tuple[str, str]] = {}
-        self.dirty = False
-        try:
-            for line in path.read_text(encoding="utf-8").splitlines():
-                name, key, sha = line.split("\t")
-                self.known[name] = (key, sha)
-        except (OSError, ValueError):
-            self.known = {}
-
-    def sha256(self, p: Path) -> str:
-        st = p.stat()
-        key = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
-        hit = self.known.get(p.name)
-        if hit is not None and hit[0] == key:
-            return hit[1]
-        sha = hashing.sha256_file(p)
-        self.known[p.name] = (key, sha)
-        self.dirty = True
-        return sha
-
-    def save(self) -> None:
-        if self.dirty:
-            text = "".join(f"{n}\t{k}\t{s}\n" for n, (k, s) in sorted(self.known.items()))
-            write_atomic(self.path, text.encode())
-            self.dirty = False
 
 
 def _tail(path: Path, n: int) -> list[str]:
@@ -669,24 +541,6 @@ def _tee(rfd: int, logf: IO[bytes]) -> None:
                 sys.stdout.buffer.flush()
             except (OSError, ValueError):
                 pass
-
-
-def _untar_debs(rfd: int, dest: Path, wanted: set[str], errors: list[BaseException]) -> None:
-    """Read a tar stream of .deb files; keep only regular files with expected names."""
-    try:
-        with os.fdopen(rfd, "rb") as r, tarfile.open(fileobj=r, mode="r|") as tf:
-            for member in tf:
-                if not member.isreg() or member.name not in wanted:
-                    continue
-                src = tf.extractfile(member)
-                if src is None:
-                    continue
-                with open(dest / member.name, "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
-    except BaseException as e:  # reported by the caller
-        errors.append(e)
-        with contextlib.suppress(OSError):
-            os.close(rfd)
 
 
 _RENAME_EXCHANGE = 2

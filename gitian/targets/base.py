@@ -17,9 +17,10 @@ Lifecycle, as the classic ``libexec`` tools split it::
     copy_from()  copy-from-target
     stop()       stop-target           power off / remove; idempotent
 
-``session()`` stacks reset/start/wait_ready and always stops on the way out,
-Ctrl-C included.  State needed between separate processes (the libexec tools
-run one per command) lives in ``var/``.
+``session()`` stacks stop/reset/start/wait_ready and stops on the way out
+(always after an error or Ctrl-C; on success unless asked to keep it).
+State needed between separate processes (the libexec tools run one per
+command) lives in ``var/``.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ import shlex
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, ClassVar
@@ -39,6 +40,7 @@ from typing import IO, Any, ClassVar
 from gitian import log
 from gitian.errors import CommandError, TargetError
 from gitian.home import Home
+from gitian.run import signals_held
 
 
 @dataclass(frozen=True)
@@ -138,17 +140,42 @@ class Target(abc.ABC):
         """Stop the target and release what it holds.  Safe to call when not running."""
 
     @contextmanager
-    def session(self, *, reset: bool = True, keep: bool = False) -> Iterator[Target]:
-        """Reset (unless ``reset`` is false), start and wait; always stop unless ``keep``."""
-        self.stop()
+    def session(
+        self,
+        *,
+        reset: bool = True,
+        keep: bool = False,
+        ready_timeout: float | None = None,
+        step: Callable[[str], AbstractContextManager[None]] = log.step,
+    ) -> Iterator[Target]:
+        """Stop what runs, reset (unless ``reset`` is false), start and wait
+        until a command runs; on the way out stop the target unless the block
+        succeeded and ``keep`` is true.  After an error or an interruption it
+        is always stopped, with further signals held off while it stops.
+        ``step`` times and prints each phase (gbuild's progress lines)."""
+        with step("Stopping target if it is up"):
+            self.stop()
         if reset:
-            self.reset()
+            with step("Making a new image copy"):
+                self.reset()
         try:
-            self.start()
-            self.wait_ready()
+            with step("Starting target"):
+                self.start()
+            with step("Checking if target is up"):
+                if ready_timeout is None:
+                    self.wait_ready()
+                else:
+                    self.wait_ready(ready_timeout)
             yield self
-        finally:
-            if not keep:
+        except BaseException:
+            with signals_held():
+                try:
+                    self.stop()
+                except Exception as e:  # the original error matters more
+                    log.warn(f"stopping the target failed too: {e}")
+            raise
+        if not keep:
+            with step("Cleaning up target"):
                 self.stop()
 
     # -- commands and files -------------------------------------------------

@@ -21,7 +21,8 @@ from typing import IO, Any
 
 import pytest
 
-from gitian.build import DPKG_FORMAT, Builder, BuildOptions, configurations, overhead
+from gitian.build import Builder, BuildOptions, configurations, overhead
+from gitian.debcache import DPKG_FORMAT
 from gitian.descriptor import parse
 from gitian.errors import BuildError, Interrupted
 from gitian.home import Home
