@@ -445,7 +445,7 @@ class Builder:
         return res.returncode == 0
 
     def _log_error(self, what: str, logfile: Path) -> BuildError:
-        tail = _tail(logfile, LOG_TAIL)
+        tail = log.tail(logfile, LOG_TAIL).splitlines()
         rel = os.path.relpath(logfile, self.home.root)
         body = "".join(f"\n    {line}" for line in tail) if tail else "\n    (the log is empty)"
         return BuildError(
@@ -514,18 +514,6 @@ class Builder:
 
 # --------------------------------------------------------------------------
 # small helpers
-
-
-def _tail(path: Path, n: int) -> list[str]:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 64 * 1024))
-            data = f.read()
-    except OSError:
-        return []
-    return data.decode("utf-8", "replace").rstrip("\n").splitlines()[-n:]
 
 
 def _tee(rfd: int, logf: IO[bytes]) -> None:

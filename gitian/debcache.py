@@ -14,19 +14,14 @@ a ``.deb`` that the target did not hold before are kept.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-import subprocess
-import tarfile
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from gitian import hashing
-from gitian.errors import TargetError
 from gitian.home import Home
 from gitian.run import write_atomic
 from gitian.targets.base import Target
@@ -97,24 +92,8 @@ class DebCache:
                 and e.name not in held
             )
         if names:
-            tar = subprocess.Popen(
-                ["tar", "-C", os.fspath(self.dir), "-cf", "-", "--", *names],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-            )
-            try:
-                assert tar.stdout is not None
-                target.run(
-                    ["tar", "-C", ARCHIVES, "--no-same-owner", "-xf", "-"],
-                    user="root",
-                    stdin=tar.stdout,
-                )
-            finally:
-                if tar.stdout is not None:
-                    tar.stdout.close()
-                if tar.poll() is None:
-                    tar.kill()
-                tar.wait()
+            unpack = ["tar", "-C", ARCHIVES, "--no-same-owner", "-xf", "-"]
+            target.send_tar(self.dir, names, unpack, user="root", what="restoring packages")
         return Pushed(frozenset(held | set(names)))
 
     def pull(self, target: Target, pushed: Pushed) -> None:
@@ -126,19 +105,14 @@ class DebCache:
             return
         tmp = Path(tempfile.mkdtemp(dir=self.dir, prefix=".incoming-"))
         try:
-            rfd, wfd = os.pipe()
-            result: list[BaseException] = []
-            reader = threading.Thread(
-                target=_untar_debs, args=(rfd, tmp, set(new), result), daemon=True
+            wanted = set(new)
+            target.receive_tar(
+                ["tar", "-C", ARCHIVES, "-cf", "-", "--", *new],
+                tmp,
+                user="root",
+                keep=lambda m: m.isreg() and m.name in wanted,
+                what="saving downloaded packages",
             )
-            reader.start()
-            try:
-                target.run(["tar", "-C", ARCHIVES, "-cf", "-", "--", *new], user="root", stdout=wfd)
-            finally:
-                os.close(wfd)
-                reader.join()
-            if result:
-                raise TargetError(f"saving downloaded packages failed: {result[0]}")
             for n in new:
                 p = tmp / n
                 if p.is_file() and not p.is_symlink():
@@ -188,21 +162,3 @@ class HashMemo:
             text = "".join(f"{n}\t{k}\t{s}\n" for n, (k, s) in sorted(self.known.items()))
             write_atomic(self.path, text.encode())
             self.dirty = False
-
-
-def _untar_debs(rfd: int, dest: Path, wanted: set[str], errors: list[BaseException]) -> None:
-    """Read a tar stream of .deb files; keep only regular files with expected names."""
-    try:
-        with os.fdopen(rfd, "rb") as r, tarfile.open(fileobj=r, mode="r|") as tf:
-            for member in tf:
-                if not member.isreg() or member.name not in wanted:
-                    continue
-                src = tf.extractfile(member)
-                if src is None:
-                    continue
-                with open(dest / member.name, "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
-    except BaseException as e:  # reported by the caller
-        errors.append(e)
-        with contextlib.suppress(OSError):
-            os.close(rfd)

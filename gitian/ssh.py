@@ -38,15 +38,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import paramiko
 
 from gitian import log
-from gitian.errors import CommandError, TargetError
+from gitian.errors import TargetError
+from gitian.log import tail
 from gitian.targets.base import RunResult, Target
 
 # paramiko logs every refused connection attempt with a traceback on ERROR,
@@ -54,7 +54,6 @@ from gitian.targets.base import RunResult, Target
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 logging.getLogger("paramiko").propagate = False
 
-PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CHUNK = 1 << 16
 # Errors that mean "not reachable (yet)" rather than a bug of ours.
@@ -73,22 +72,6 @@ class _AcceptNew(paramiko.MissingHostKeyPolicy):
         self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
     ) -> None:
         return None
-
-
-def tail(path: Path | None, lines: int = 25) -> str:
-    """The last ``lines`` lines of ``path`` (a console log), or '' if unreadable."""
-    if path is None:
-        return ""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 64 * 1024))
-            data = f.read()
-    except OSError:
-        return ""
-    text = data.decode("utf-8", "replace").replace("\r", "")
-    return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
 def remote_command(argv: Sequence[str], *, user: str, env: Mapping[str, str]) -> str:
@@ -232,10 +215,6 @@ class SshTarget(Target):
             delay = min(delay * 1.5, 5.0)
 
     # -- commands ------------------------------------------------------------
-    def user_env(self, user: str) -> dict[str, str]:
-        home = "/root" if user == "root" else f"/home/{user}"
-        return {"HOME": home, "USER": user, "LOGNAME": user, "PATH": PATH, "LANG": "C.UTF-8"}
-
     def exec_command(
         self,
         command: str,
@@ -350,73 +329,8 @@ class SshTarget(Target):
         status = self.exec_command(command, stdin=stdin, stdout=o, stderr=e)
         res = RunResult(status, outbuf.getvalue(), errbuf.getvalue())
         if check and status != 0:
-            raise CommandError(
-                f"on {self.name} target, as {u}: {shlex.join(argv)} exited {status}",
-                argv=list(argv),
-                returncode=status,
-                output=(res.stderr or res.stdout).decode("utf-8", "replace")[-4000:],
-            )
+            raise self.failed(argv, u, res, list(argv))
         return res
-
-    # -- copies --------------------------------------------------------------
-    def copy_to(self, src: Path, dest: str, *, user: str | None = None) -> None:
-        """Tar ``src`` on the host and untar it as ``user`` under ``dest``
-        (relative to the user's home), so the copy is owned by ``user``."""
-        u = user or self.config.user
-        src = Path(src)
-        if not src.exists():
-            raise TargetError(f"copy-to-target: {src} does not exist")
-        script = (
-            'set -e; d="$1"; mkdir -p -- "$d"; '
-            'if [ -d "$d" ]; then exec tar -C "$d" --no-same-owner -xf -; '
-            'else echo "not a directory: $d" >&2; exit 1; fi'
-        )
-        tar = ["tar", "-C", os.fspath(src.parent), "--numeric-owner", "-cf", "-", "--", src.name]
-        with _host_proc(tar, into=True) as proc:
-            assert proc.stdout is not None
-            res = self.run(
-                ["sh", "-c", script, "copy-to", dest or "."],
-                user=u,
-                stdin=proc.stdout,
-                capture=True,
-                check=False,
-            )
-        self._copy_result("copy-to-target", res, proc)
-
-    def copy_from(self, src: str, dest: Path, *, user: str | None = None) -> None:
-        """Tar ``src`` (relative to the user's home) as ``user`` on the target
-        and untar it into the host directory ``dest``, owned by us."""
-        u = user or self.config.user
-        dest = Path(dest)
-        dest.mkdir(parents=True, exist_ok=True)
-        parent, _, base = src.rstrip("/").rpartition("/")
-        if not base:
-            raise TargetError(f"copy-from-target: cannot copy {src!r}")
-        parent = parent or ("/" if src.startswith("/") else ".")
-        script = 'set -e; cd -- "$1"; exec tar --numeric-owner -cf - -- "$2"'
-        untar = ["tar", "-C", os.fspath(dest), "--no-same-owner", "-xf", "-"]
-        with _host_proc(untar, into=False) as proc:
-            assert proc.stdin is not None
-            errbuf = io.BytesIO()
-            try:
-                res = self.run(
-                    ["sh", "-c", script, "copy-from", parent, base],
-                    user=u,
-                    stdout=proc.stdin,
-                    stderr=errbuf,
-                    check=False,
-                )
-            finally:
-                proc.stdin.close()
-            proc.wait()
-        res = RunResult(res.returncode, b"", errbuf.getvalue())
-        self._copy_result("copy-from-target", res, proc)
-
-    def _copy_result(self, what: str, res: RunResult, proc: subprocess.Popen[bytes]) -> None:
-        host_err = proc.stderr.read() if proc.stderr is not None else b""
-        if res.returncode or proc.returncode:
-            msg = (res.stderr + host_err).decode("utf-8", "replace").strip()
-            raise TargetError(f"{what} failed: {msg[-2000:] or 'tar failed'}")
 
 
 # -- helpers ---------------------------------------------------------------------
@@ -469,26 +383,3 @@ def _feed(chan: paramiko.Channel, stdin: bytes | IO[bytes], failure: list[BaseEx
         # The remote side closed early (it exited), or our end of the input
         # was closed after the command finished; the exit status tells the story.
         failure.append(e)
-
-
-@contextmanager
-def _host_proc(argv: list[str], *, into: bool) -> Iterator[subprocess.Popen[bytes]]:
-    """A host tar on one end of a copy; killed if the copy fails half-way."""
-    log.debug("+ " + shlex.join(argv))
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL if into else subprocess.PIPE,
-        stdout=subprocess.PIPE if into else subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        yield proc
-        if into:
-            proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for f in (proc.stdout, proc.stdin):
-            if f is not None and not f.closed:
-                f.close()

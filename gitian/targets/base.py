@@ -3,8 +3,8 @@
 A :class:`Target` is one clean build machine (container, sandbox or VM) made
 from a base image.  The gbuild pipeline is written against this class only and
 never asks which backend it has.  Container-like backends only supply an argv
-prefix (:class:`PrefixTarget`); copying in and out is written once here, as a
-tar stream through that prefix.  VM backends share one SSH implementation.
+prefix (:class:`PrefixTarget`); VM backends share one SSH implementation.
+Copying in and out is written once here, as a tar stream through ``run()``.
 
 Lifecycle, as the classic ``libexec`` tools split it::
 
@@ -30,17 +30,26 @@ import os
 import shlex
 import subprocess
 import tarfile
-import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, ClassVar
 
 from gitian import log
+from gitian import run as host
 from gitian.errors import CommandError, TargetError
 from gitian.home import Home
-from gitian.run import signals_held
+from gitian.run import pipe_from, signals_held
+
+#: the PATH every command on a target starts with
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def home_of(user: str) -> str:
+    """A user's home on the target: the build user's is /home/<user>."""
+    return "/root" if user == "root" else f"/home/{user}"
 
 
 @dataclass(frozen=True)
@@ -72,7 +81,7 @@ class TargetConfig:
 
     @property
     def user_home(self) -> str:
-        return f"/home/{self.user}"
+        return home_of(self.user)
 
     @property
     def image_arch(self) -> str:
@@ -203,15 +212,106 @@ class Target(abc.ABC):
         ``check`` is true; either way the status is returned.
         """
 
-    @abc.abstractmethod
+    def user_env(self, user: str) -> dict[str, str]:
+        """The whole environment a command starts with on the target, before
+        the caller's additions: the same on every backend."""
+        return {
+            "HOME": home_of(user),
+            "USER": user,
+            "LOGNAME": user,
+            "PATH": PATH,
+            "LANG": "C.UTF-8",
+        }
+
+    def failed(
+        self, argv: Sequence[str], user: str, res: RunResult, rerun: list[str]
+    ) -> CommandError:
+        """The error for a command that exited non-zero on the target."""
+        return CommandError(
+            f"on {self.name} target, as {user}: {shlex.join(argv)} exited {res.returncode}",
+            argv=rerun,
+            returncode=res.returncode,
+            output=(res.stderr or res.stdout).decode("utf-8", "replace")[-4000:],
+        )
+
+    # -- files: tar streams through run(), written once for every backend ---------
     def copy_to(self, src: Path, dest: str, *, user: str | None = None) -> None:
         """Copy a host file or tree into the target.  Relative ``dest`` is
         relative to the user's home; the copy is owned by ``user``."""
+        src = Path(src)
+        if not src.exists():
+            raise TargetError(f"copy-to-target: {src} does not exist")
+        # Untarred as the user on the target: ownership follows.
+        script = (
+            'set -e; d="$1"; mkdir -p -- "$d"; '
+            'if [ -d "$d" ]; then exec tar -C "$d" --no-same-owner -xf -; '
+            'else echo "not a directory: $d" >&2; exit 1; fi'
+        )
+        argv = ["sh", "-c", script, "copy-to", dest or "."]
+        self.send_tar(src.parent, [src.name], argv, user=user or self.config.user)
 
-    @abc.abstractmethod
     def copy_from(self, src: str, dest: Path, *, user: str | None = None) -> None:
         """Copy a target file or tree out to ``dest`` (a directory on the host),
         owned by the invoking host user."""
+        parent, _, base = src.rstrip("/").rpartition("/")
+        if not base:
+            raise TargetError(f"copy-from-target: cannot copy {src!r}")
+        parent = parent or ("/" if src.startswith("/") else ".")
+        script = 'set -e; cd -- "$1"; exec tar --numeric-owner -cf - -- "$2"'
+        argv = ["sh", "-c", script, "copy-from", parent, base]
+        self.receive_tar(argv, Path(dest), user=user or self.config.user)
+
+    def send_tar(
+        self,
+        src_dir: Path,
+        names: Sequence[str],
+        argv: Sequence[str],
+        *,
+        user: str,
+        what: str = "copy-to-target",
+    ) -> None:
+        """Stream a tar of ``names`` in the host directory ``src_dir`` into
+        ``argv`` (which unpacks it), run on the target as ``user``."""
+        tar = ["tar", "-C", os.fspath(src_dir), "--numeric-owner", "-cf", "-", "--", *names]
+        try:
+            with pipe_from(tar) as stream:
+                res = self.run(argv, user=user, stdin=stream, capture=True, check=False)
+                if res.returncode != 0:
+                    msg = (res.stderr or res.stdout).decode("utf-8", "replace").strip()
+                    raise TargetError(f"{what} failed: {msg[-2000:] or 'tar failed'}")
+        except CommandError as e:  # the host's tar
+            raise TargetError(f"{what} failed: {(e.output or e.message)[-2000:]}") from None
+
+    def receive_tar(
+        self,
+        argv: Sequence[str],
+        dest: Path,
+        *,
+        user: str,
+        keep: Callable[[tarfile.TarInfo], bool] | None = None,
+        what: str = "copy-from-target",
+    ) -> None:
+        """Run ``argv`` (which writes a tar stream) on the target as ``user``
+        and unpack the stream into the host directory ``dest``, keeping only
+        the members ``keep`` accepts.
+
+        What comes out of a target is untrusted: it is unpacked here, not by a
+        root tar, so no device node, set-id bit, foreign owner or path outside
+        ``dest`` can be made (see :func:`_untrusted_member`).
+        """
+        dest.mkdir(parents=True, exist_ok=True)
+        rfd, wfd = os.pipe()
+        problems: list[BaseException] = []
+        reader = threading.Thread(target=_unpack, args=(rfd, dest, keep, problems), daemon=True)
+        reader.start()
+        try:
+            res = self.run(argv, user=user, stdout=wfd, capture=True, check=False)
+        finally:
+            os.close(wfd)
+            reader.join()
+        if res.returncode or problems:
+            msg = str(problems[0]) if problems else res.stderr.decode("utf-8", "replace").strip()
+            raise TargetError(f"{what} failed: {msg[-2000:] or 'tar failed'}")
 
 
 class PrefixTarget(Target):
@@ -227,16 +327,6 @@ class PrefixTarget(Target):
         """argv that runs what follows it on the target as ``user``, in the
         user's home, with exactly ``env`` added to a clean login environment."""
 
-    def user_env(self, user: str) -> dict[str, str]:
-        home = "/root" if user == "root" else f"/home/{user}"
-        return {
-            "HOME": home,
-            "USER": user,
-            "LOGNAME": user,
-            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "LANG": "C.UTF-8",
-        }
-
     def run(
         self,
         argv: Sequence[str],
@@ -251,125 +341,52 @@ class PrefixTarget(Target):
         network: bool = False,
     ) -> RunResult:
         u = user or self.config.user
-        full_env = self.user_env(u)
-        if env:
-            full_env.update(env)
+        full_env = self.user_env(u) | dict(env or {})
         prefix = self.exec_prefix(
             user=u, env=full_env, network=network, interactive=stdin is not None
         )
         cmd = prefix + list(argv)
-        log.debug("+ " + shlex.join(cmd))
         data = stdin if isinstance(stdin, bytes) else None
-        stdin_arg: Any = (
-            subprocess.PIPE
-            if data is not None
-            else (stdin if stdin is not None else subprocess.DEVNULL)
+        stream = (
+            subprocess.DEVNULL if stdin is None else None if isinstance(stdin, bytes) else stdin
         )
-        out = subprocess.PIPE if capture and stdout is None else stdout
-        err = subprocess.PIPE if capture and stderr is None else stderr
-        proc = subprocess.Popen(cmd, stdin=stdin_arg, stdout=out, stderr=err)
-        try:
-            o, e = proc.communicate(input=data)
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        res = RunResult(proc.returncode, o or b"", e or b"")
-        if check and proc.returncode != 0:
-            raise CommandError(
-                f"on {self.name} target, as {u}: {shlex.join(argv)} exited {proc.returncode}",
-                argv=cmd,
-                returncode=proc.returncode,
-                output=(e or o or b"").decode("utf-8", "replace")[-4000:],
-            )
+        done = host.run(
+            cmd,
+            check=False,
+            input=data,
+            stdin=subprocess.DEVNULL if stdin is None else stream,
+            stdout=stdout,
+            stderr=stderr,
+            capture=capture,
+        )
+        res = RunResult(done.returncode, done.stdout or b"", done.stderr or b"")
+        if check and res.returncode != 0:
+            raise self.failed(argv, u, res, cmd)
         return res
 
-    def copy_to(self, src: Path, dest: str, *, user: str | None = None) -> None:
-        u = user or self.config.user
-        src = Path(src)
-        if not src.exists():
-            raise TargetError(f"copy-to-target: {src} does not exist")
-        # tar on the host, untar as the user on the target: ownership follows.
-        tar = ["tar", "-C", os.fspath(src.parent), "--numeric-owner", "-cf", "-", "--", src.name]
-        dest_q = dest or "."
-        script = (
-            'set -e; d="$1"; n="$2"; mkdir -p -- "$d"; '
-            'if [ -d "$d" ]; then tar -C "$d" --no-same-owner -xf -; '
-            'else echo "not a directory: $d" >&2; exit 1; fi'
-        )
-        self._pipe_tar(tar, ["sh", "-c", script, "copy-to", dest_q, src.name], user=u, into=True)
 
-    def copy_from(self, src: str, dest: Path, *, user: str | None = None) -> None:
-        u = user or self.config.user
-        dest = Path(dest)
-        dest.mkdir(parents=True, exist_ok=True)
-        parent, _, base = src.rstrip("/").rpartition("/")
-        script = 'set -e; cd -- "${1:-.}"; tar --numeric-owner -cf - -- "$2"'
-        where = parent or ("/" if src.startswith("/") else ".")
-        remote = self.exec_prefix(
-            user=u, env=self.user_env(u), network=False, interactive=False
-        ) + ["sh", "-c", script, "copy-from", where, base]
-        log.debug("+ " + shlex.join(remote) + " | (extract into " + os.fspath(dest) + ")")
-        # What comes out of a target is untrusted: extract it here, not with a
-        # root tar, so no device node, set-id bit, foreign owner or path
-        # outside ``dest`` can be created (see _untrusted_member).
-        with tempfile.TemporaryFile() as err:
-            proc = subprocess.Popen(
-                remote, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err
-            )
-            assert proc.stdout is not None
-            problem = None
-            try:
-                with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
-                    tar.extractall(dest, filter=_untrusted_member)
-            except (tarfile.TarError, OSError) as e:
-                problem = str(e)
-            except BaseException:
-                proc.kill()
-                proc.wait()
-                raise
-            finally:
-                proc.stdout.close()
-            if problem is not None and proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            err.seek(0)
-            msg = err.read().decode("utf-8", "replace").strip()
-        if proc.returncode or problem:
-            raise TargetError(
-                f"copy-from-target {src} failed: {(problem or msg or 'tar failed')[-2000:]}"
-            )
+def _unpack(
+    rfd: int,
+    dest: Path,
+    keep: Callable[[tarfile.TarInfo], bool] | None,
+    problems: list[BaseException],
+) -> None:
+    """Unpack the tar stream on ``rfd`` into ``dest`` (a reader thread).  On
+    an error the rest is read and dropped, so the writer never blocks."""
 
-    def _pipe_tar(
-        self, host_cmd: list[str], target_cmd: list[str], *, user: str, into: bool
-    ) -> None:
-        env = self.user_env(user)
-        prefix = self.exec_prefix(user=user, env=env, network=False, interactive=into)
-        remote = prefix + target_cmd
-        log.debug("+ " + shlex.join(host_cmd) + (" | " if into else " <| ") + shlex.join(remote))
-        if into:
-            first, second = host_cmd, remote
-        else:
-            first, second = remote, host_cmd
-        p1 = subprocess.Popen(
-            first, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
+    def accept(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+        if keep is not None and not keep(member):
+            return None
+        return _untrusted_member(member, path)
+
+    with os.fdopen(rfd, "rb") as r:
         try:
-            p2 = subprocess.Popen(
-                second, stdin=p1.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-            )
-            assert p1.stdout is not None
-            p1.stdout.close()
-            _, e2 = p2.communicate()
-            _, e1 = p1.communicate()
-        except BaseException:
-            p1.kill()
-            p1.wait()
-            raise
-        if p1.returncode or p2.returncode:
-            what = "copy-to-target" if into else "copy-from-target"
-            msg = (e1 or b"").decode("utf-8", "replace") + (e2 or b"").decode("utf-8", "replace")
-            raise TargetError(f"{what} failed: {msg.strip()[-2000:] or 'tar failed'}")
+            with tarfile.open(fileobj=r, mode="r|") as tar:
+                tar.extractall(dest, filter=accept)
+        except (tarfile.TarError, OSError) as e:
+            problems.append(e)
+        while r.read(1 << 16):
+            pass
 
 
 def _untrusted_member(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:

@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import ClassVar
 
 from gitian import bootstrap, log
-from gitian.errors import CommandError, TargetError, ToolMissingError, UsageError
+from gitian.errors import TargetError, ToolMissingError, UsageError
 from gitian.home import Home, target_bin
-from gitian.run import PROVIDERS, run, which
+from gitian.run import PROVIDERS, pipeline, run, which
 from gitian.targets import rootfs
 from gitian.targets.base import BaseOptions, PrefixTarget, TargetConfig
 
@@ -127,7 +127,7 @@ def dockerfile(from_ref: str) -> str:
         'RUN ["/bin/sh", "/tmp/gitian-setup/install-packages"]',
         'RUN ["/bin/bash", "/tmp/gitian-setup/upgrade-system.sh"]',
         'RUN ["/bin/sh", "/tmp/gitian-setup/clean-up"]',
-        f'CMD {json.dumps(KEEPALIVE)}',
+        f"CMD {json.dumps(KEEPALIVE)}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -211,7 +211,7 @@ class DockerTarget(PrefixTarget):
             with log.step(f"Importing it as the {self.cli} image {tag}"):
                 tar = ["tar", "-C", os.fspath(root), "--numeric-owner", "-cf", "-", "."]
                 imp = self._cli("import", *import_changes(), "-", tag)
-                pipe(tar, imp)
+                pipeline(tar, imp)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         self._after_build(tag, old)
@@ -379,7 +379,6 @@ class DockerTarget(PrefixTarget):
         return argv
 
 
-
 def _no_such_container(stderr: bytes | None) -> bool:
     # docker: "No such container: NAME"; podman: "...: no such container"
     return b"no such container" in (stderr or b"").lower()
@@ -413,34 +412,3 @@ def daemon_unreachable(cli: str) -> str | None:
     m = re.search(r"daemon at (\S+?)\.? ", err + " ")
     where = m.group(1) if m else os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     return f"docker: cannot reach the daemon at {where} (start dockerd, or set DOCKER_HOST)"
-
-
-def pipe(first: list[str], second: list[str]) -> None:
-    """Run ``first | second``; CommandError naming the one that failed."""
-    log.debug("+ " + " ".join(first) + " | " + " ".join(second))
-    p1 = subprocess.Popen(first, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE)  # fmt: skip
-    try:
-        p2 = subprocess.Popen(second, stdin=p1.stdout, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE)  # fmt: skip
-        assert p1.stdout is not None
-        p1.stdout.close()
-        try:
-            _, e2 = p2.communicate()
-        except BaseException:
-            p2.kill()
-            p2.wait()
-            raise
-        _, e1 = p1.communicate()
-    except BaseException:
-        p1.kill()
-        p1.wait()
-        raise
-    for argv, proc, err in ((first, p1, e1), (second, p2, e2)):
-        if proc.returncode != 0:
-            raise CommandError(
-                f"command failed with exit status {proc.returncode}: {' '.join(argv)}",
-                argv=argv,
-                returncode=proc.returncode,
-                output=(err or b"").decode("utf-8", "replace")[-2000:],
-            )

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 from gitian import bootstrap, log, vmimage
 from gitian.errors import CommandError, TargetError, ToolMissingError
-from gitian.run import require, run, which, write_atomic
+from gitian.run import require, run, spawn, which, write_atomic
 from gitian.ssh import SshTarget
 from gitian.targets.base import BaseOptions
 
@@ -118,18 +118,16 @@ def probe_kvm(binary: str, *, budget: float = KVM_PROBE_SECONDS) -> str | None:
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             "-debugcon", f"file:{_opt_path(dbg)}", "-global", "isa-debugcon.iobase=0x402",
         ]  # fmt: skip
-        log.debug("+ " + shlex.join(argv))
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        start = time.monotonic()
-        try:
+        with (
+            tempfile.TemporaryFile() as err,
+            spawn(argv, stdout=subprocess.DEVNULL, stderr=err, grace=0.0) as proc,
+        ):
+            start = time.monotonic()
             while time.monotonic() - start < budget:
                 if proc.poll() is not None:
-                    err = (proc.stderr.read() if proc.stderr else b"").decode(errors="replace")
-                    lines = err.strip().splitlines() or [f"exit {proc.returncode}"]
-                    line = lines[-1]
-                    return f"qemu cannot use KVM: {line}"
+                    err.seek(0)
+                    lines = err.read().decode(errors="replace").strip().splitlines()
+                    return f"qemu cannot use KVM: {(lines or [f'exit {proc.returncode}'])[-1]}"
                 try:
                     if b"Booting from" in dbg.read_bytes():
                         return None
@@ -140,12 +138,6 @@ def probe_kvm(binary: str, *, budget: float = KVM_PROBE_SECONDS) -> str | None:
                 f"a KVM guest did not reach its firmware boot menu within {budget:.0f}s "
                 "(nested virtualisation without VMX/SVM?)"
             )
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            if proc.stderr is not None:
-                proc.stderr.close()
 
 
 class KvmTarget(SshTarget):

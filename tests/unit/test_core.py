@@ -54,6 +54,56 @@ def test_spawn_stops_process() -> None:
         os.kill(pid, 0)
 
 
+def test_spawn_reaps_a_process_that_ended_and_passes_fds(tmp_path: Path) -> None:
+    rfd, wfd = os.pipe()
+    try:
+        with runmod.spawn(["bash", "-c", f"echo through >&{wfd}"], pass_fds=[wfd]) as p:
+            assert p.wait(timeout=10) == 0
+        assert os.read(rfd, 100) == b"through\n"
+    finally:
+        os.close(rfd)
+        os.close(wfd)
+    assert p.returncode == 0  # reaped: no zombie left
+
+
+def test_run_passes_fds_only_when_asked() -> None:
+    rfd, wfd = os.pipe()
+    try:
+        probe = ["bash", "-c", f"echo x >&{wfd}"]
+        assert runmod.run(probe, check=False, capture=True).returncode != 0
+        runmod.run(probe, pass_fds=[wfd])
+        assert os.read(rfd, 10) == b"x\n"
+    finally:
+        os.close(rfd)
+        os.close(wfd)
+
+
+def test_pipe_from_and_pipeline(tmp_path: Path) -> None:
+    with runmod.pipe_from(["printf", "a\nb\n"]) as stream:
+        assert stream.read() == b"a\nb\n"
+    out = tmp_path / "out"
+    runmod.pipeline(["printf", "x y"], ["sh", "-c", f"cat > {out}"])
+    assert out.read_bytes() == b"x y"
+    # The producer's failure is the one named, with its own message.
+    with pytest.raises(CommandError) as e:
+        runmod.pipeline(["sh", "-c", "echo bad-input >&2; exit 4"], ["cat"])
+    assert e.value.returncode == 4 and "bad-input" in e.value.output
+    with pytest.raises(CommandError) as e:
+        runmod.pipeline(["true"], ["sh", "-c", "echo sink-broke >&2; exit 5"])
+    assert e.value.returncode == 5 and "sink-broke" in e.value.output
+
+
+def test_pipe_from_stops_the_producer_when_the_reader_fails() -> None:
+    with (
+        pytest.raises(RuntimeError),
+        runmod.pipe_from(["sh", "-c", "echo $$; exec sleep 60"]) as stream,
+    ):
+        pid = int(stream.readline())
+        raise RuntimeError("reader gave up")
+    with pytest.raises(ProcessLookupError):  # stopped and reaped, not a zombie
+        os.kill(pid, 0)
+
+
 def test_write_atomic(tmp_path: Path) -> None:
     target = tmp_path / "sub" / "f"
     runmod.write_atomic(target, b"one")
