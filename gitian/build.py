@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from gitian import buildscript, hashing, inputs, log
+from gitian.bootstrap import UPGRADE_MARKER
 from gitian.debcache import DebCache
 from gitian.descriptor import Descriptor
 from gitian.errors import BuildError, CommandError, TargetError
@@ -44,7 +45,6 @@ from gitian.targets.base import Target
 TargetFactory = Callable[[str, str], Target]
 """Makes the target for one configuration: ``(suite, arch) -> Target``."""
 
-UPGRADE_MARKER = "/var/cache/gitian/initial-upgrade"
 LOG_TAIL = 20
 
 

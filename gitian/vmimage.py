@@ -21,6 +21,7 @@ partition table), so the kernel command line names ``root=/dev/vda``.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import shutil
 import tempfile
@@ -56,7 +57,6 @@ MASKED_UNITS = (
     "cron.service",
     "getty-static.service",
 )
-UPGRADE_MARKER = "/var/cache/gitian/initial-upgrade"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 _SUITE_RE = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 
@@ -97,9 +97,6 @@ class ImageSpec:
             *self.extra_packages,
         ]
         return list(dict.fromkeys(pkgs))
-
-    def components(self) -> str:
-        return "main,universe" if self.distro == "ubuntu" else "main"
 
 
 @dataclass(frozen=True)
@@ -166,12 +163,14 @@ def ensure_ssh_key(home: Home) -> Path:
 
 def mmdebstrap_argv(spec: ImageSpec, rootdir: Path) -> list[str]:
     """The bootstrap command.  Hooks are fixed strings: no user value goes into a shell."""
+    marker = bootstrap.UPGRADE_MARKER
+    marker_dir = posixpath.dirname(marker)
     argv = [
         "mmdebstrap",
         "--mode=root",
         "--variant=minbase",
         f"--architectures={spec.arch}",
-        f"--components={spec.components()}",
+        f"--components={','.join(bootstrap.components(spec.distro))}",
         f"--include={','.join(spec.packages())}",
         "--dpkgopt=path-exclude=/usr/share/doc/*",
         "--dpkgopt=path-include=/usr/share/doc/*/copyright",
@@ -183,7 +182,7 @@ def mmdebstrap_argv(spec: ImageSpec, rootdir: Path) -> list[str]:
         # upgrades again; the marker tells upgrade-system.sh it was done.
         '--customize-hook=chroot "$1" apt-get -y -q -o Dpkg::Options::=--force-confold '
         "dist-upgrade",
-        '--customize-hook=mkdir -p "$1/var/cache/gitian" && touch "$1' + UPGRADE_MARKER + '"',
+        f'--customize-hook=mkdir -p "$1{marker_dir}" && touch "$1{marker}"',
         # A small initrd for direct kernel boot: only what mounts the root.
         "--customize-hook=printf 'MODULES=list\\nCOMPRESS=lz4\\n' "
         '> "$1/etc/initramfs-tools/conf.d/gitian"',
@@ -227,22 +226,13 @@ def customise(root: Path, spec: ImageSpec, pubkey: bytes) -> None:
         "UseDNS no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n",
     )
 
-    chroot = ["chroot", os.fspath(root)]
     # The shared fix-up (SPEC §8): apt sources, hosts entry, keep-debs; not a container.
-    fixup_env = {
-        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-        "GITIAN_USER": user,
-        "GITIAN_CONTAINER": "0",
-        "GITIAN_SUITE": spec.suite,
-        "GITIAN_COMPONENTS": spec.components().replace(",", " "),
-    }
-    if spec.mirror:
-        fixup_env["GITIAN_MIRROR"] = spec.mirror
-    run(
-        [*chroot, "env", "-i", *(f"{k}={v}" for k, v in fixup_env.items()), "sh", "-s"],
-        input=(target_bin() / "bootstrap-fixup").read_bytes(),
-        capture=True,
+    env = bootstrap.fixup_env(
+        distro=spec.distro, suite=spec.suite, user=user, container=False, mirror=spec.mirror
     )
+    script = (target_bin() / "bootstrap-fixup").read_bytes()
+    bootstrap.chroot_run(root, ["sh", "-s"], env=env, input=script, capture=True)
+    chroot = ["chroot", os.fspath(root)]
     if run([*chroot, "id", "-u", user], check=False, capture=True).returncode != 0:
         run([*chroot, "useradd", "--create-home", "--shell", "/bin/bash", "--user-group", user])
     run([*chroot, "systemctl", "enable", "systemd-networkd.service"], capture=True)

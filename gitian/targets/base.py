@@ -112,8 +112,6 @@ class Target(abc.ABC):
     """One backend.  Subclasses set ``name`` and implement the abstract methods."""
 
     name: ClassVar[str]
-    #: the base is reverted for each build (``reset`` gives a clean target)
-    can_revert: ClassVar[bool] = True
     #: the backend binds ``home.package_cache`` to /var/cache/apt/archives
     #: itself; otherwise the pipeline copies .debs in and out
     binds_package_cache: ClassVar[bool] = False

@@ -21,6 +21,7 @@ from pathlib import Path
 from gitian.errors import TargetError
 from gitian.run import is_root, which
 from gitian.targets import rootfs
+from gitian.targets.base import home_of
 
 
 class BwrapTarget(rootfs.OverlayTarget):
@@ -46,7 +47,7 @@ class BwrapTarget(rootfs.OverlayTarget):
     ) -> list[str]:
         rootfs.check_env(env)
         self._check_running(user)
-        home = env.get("HOME") or ("/root" if user == "root" else f"/home/{user}")
+        home = env.get("HOME") or home_of(user)
         cmd = [
             "bwrap",
             "--bind", os.fspath(self.rootfs), "/",

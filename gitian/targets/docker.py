@@ -44,7 +44,7 @@ from gitian.errors import TargetError, ToolMissingError, UsageError
 from gitian.home import Home, target_bin
 from gitian.run import PROVIDERS, pipeline, run, which
 from gitian.targets import rootfs
-from gitian.targets.base import BaseOptions, PrefixTarget, TargetConfig
+from gitian.targets.base import BaseOptions, PrefixTarget, TargetConfig, home_of
 
 CLIS = ("docker", "podman")
 #: Podman here cannot raise rlimits (no CAP_SYS_RESOURCE): give it fixed ones.
@@ -116,7 +116,7 @@ def dockerfile(from_ref: str) -> str:
         "# gitian-py base image (make-base-vm --docker)",
         f"FROM {from_ref}",
         "ARG GITIAN_USER",
-        "ARG GITIAN_CONTAINER=1",
+        "ARG GITIAN_CONTAINER",
         "ARG GITIAN_SUITE",
         "ARG GITIAN_COMPONENTS",
         "ARG GITIAN_MIRROR",
@@ -141,7 +141,6 @@ class DockerTarget(PrefixTarget):
     """A container on a local Docker daemon (or Podman)."""
 
     name = "docker"
-    can_revert: ClassVar[bool] = True
     binds_package_cache: ClassVar[bool] = True
 
     def __init__(self, config: TargetConfig) -> None:
@@ -234,17 +233,16 @@ class DockerTarget(PrefixTarget):
             if not PACKAGE.match(pkg):
                 raise UsageError(f"bad package name {pkg!r}")
         write_context(context, from_ref)
-        args = {
-            "GITIAN_USER": spec.user,
-            "GITIAN_SUITE": spec.suite,
-            "GITIAN_COMPONENTS": rootfs.components(spec.distro).replace(",", " "),
-            "GITIAN_PACKAGES": " ".join(spec.packages),
-        }
-        if spec.mirror:
-            args["GITIAN_MIRROR"] = spec.mirror
-        if self.config.mirror_host:
+        args = bootstrap.fixup_env(
+            distro=spec.distro,
+            suite=spec.suite,
+            user=spec.user,
+            container=True,
+            mirror=spec.mirror,
             # bootstrap-fixup points the image's own sources through the cacher.
-            args["MIRROR_HOST"] = self.config.mirror_host
+            mirror_host=self.config.mirror_host,
+        )
+        args["GITIAN_PACKAGES"] = " ".join(spec.packages)
         argv = self._cli("build")
         if self.cli == "podman":
             argv += PODMAN_ULIMITS
@@ -368,7 +366,7 @@ class DockerTarget(PrefixTarget):
         # The container keeps its network the whole time (apt needs it and a
         # running container's network cannot be cut per command).
         rootfs.check_env(env)
-        home = env.get("HOME") or ("/root" if user == "root" else f"/home/{user}")
+        home = env.get("HOME") or home_of(user)
         argv = self._cli("exec")
         if interactive:
             argv.append("-i")

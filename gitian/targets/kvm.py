@@ -144,7 +144,6 @@ class KvmTarget(SshTarget):
     """qemu (KVM or TCG) with direct kernel boot, a qcow2 overlay per build, SSH."""
 
     name: ClassVar[str] = "kvm"
-    can_revert: ClassVar[bool] = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -36,6 +36,7 @@ from gitian.errors import TargetError
 from gitian.home import etc
 from gitian.run import is_root, require, run, which, write_atomic
 from gitian.targets import rootfs
+from gitian.targets.base import PATH, home_of
 
 LXC_NET = Path("/usr/libexec/lxc/lxc-net")
 LXC_NET_DEFAULTS = (Path("/etc/default/lxc"), Path("/etc/default/lxc-net"))
@@ -206,7 +207,7 @@ class LxcTarget(rootfs.OverlayTarget):
         return template.substitute(
             arch=LXC_ARCH.get(self.config.image_arch, self.config.image_arch),
             rootfs=os.fspath(self.rootfs),
-            path=rootfs.PATH,
+            path=PATH,
             package_cache=os.fspath(self.config.home.package_cache),
             network=network,
         )
@@ -332,7 +333,7 @@ class LxcTarget(rootfs.OverlayTarget):
     ) -> list[str]:
         rootfs.check_env(env)
         self._check_running(user)
-        home = env.get("HOME") or ("/root" if user == "root" else f"/home/{user}")
+        home = env.get("HOME") or home_of(user)
         if self.config.lxc_execute:
             name = f"{self.container}-x{os.getpid()}-{next(_counter)}"
             cmd = [

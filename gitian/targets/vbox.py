@@ -29,7 +29,6 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import ClassVar
 
 from gitian import bootstrap, log, vmimage
 from gitian.errors import TargetError, UsageError
@@ -66,7 +65,7 @@ Vagrant.configure("2") do |config|
   env = {
     "GITIAN_USER" => ENV.fetch("GITIAN_USER"),
     "GITIAN_PACKAGES" => ENV.fetch("GITIAN_PACKAGES"),
-    "GITIAN_CONTAINER" => "0",
+    "GITIAN_CONTAINER" => ENV.fetch("GITIAN_CONTAINER"),
     "GITIAN_SUITE" => ENV.fetch("GITIAN_SUITE"),
     "GITIAN_COMPONENTS" => ENV.fetch("GITIAN_COMPONENTS"),
     "GITIAN_MIRROR" => ENV.fetch("GITIAN_MIRROR", ""),
@@ -125,7 +124,6 @@ class VBoxTarget(SshTarget):
     """A VirtualBox VM restored from its ``Gitian-Clean`` snapshot for each build."""
 
     name = "vbox"
-    can_revert: ClassVar[bool] = True
 
     # -- host checks -------------------------------------------------------
     @classmethod
@@ -185,11 +183,14 @@ class VBoxTarget(SshTarget):
             "GITIAN_VM_MEMORY": str(self.config.memory_mib),
             "GITIAN_VM_CPUS": str(self.config.nprocs),
             "GITIAN_SSH_PORT": str(self.config.ssh_port),
-            "GITIAN_USER": options.distro,
             "GITIAN_PACKAGES": " ".join(packages),
-            "GITIAN_SUITE": options.suite,
-            "GITIAN_COMPONENTS": "main universe" if options.distro == "ubuntu" else "main",
-            "GITIAN_MIRROR": mirror or "",
+            **bootstrap.fixup_env(
+                distro=options.distro,
+                suite=options.suite,
+                user=options.distro,
+                container=False,
+                mirror=mirror,
+            ),
             # Vagrant works in this directory, and keeps its state there.
             "VAGRANT_CWD": os.fspath(workdir),
         }

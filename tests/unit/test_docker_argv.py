@@ -142,10 +142,11 @@ def test_build_argv_and_context(tmp_path: Path) -> None:
     assert argv == [
         "docker", "build",
         "--build-arg", "GITIAN_USER=debian",
+        "--build-arg", "GITIAN_CONTAINER=1",
         "--build-arg", "GITIAN_SUITE=bookworm",
         "--build-arg", "GITIAN_COMPONENTS=main",
-        "--build-arg", "GITIAN_PACKAGES=sudo build-essential",
         "--build-arg", "GITIAN_MIRROR=http://mirror.invalid/debian",
+        "--build-arg", "GITIAN_PACKAGES=sudo build-essential",
         "--tag", f"base-{DIGEST}-amd64",
         "--file", str(ctx / "Dockerfile"), str(ctx),
     ]  # fmt: skip

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gitian.home import Home
-from gitian.targets import lxc, rootfs
+from gitian.targets import base, lxc
 from gitian.targets.base import TargetConfig
 from gitian.targets.lxc import LxcNetUsers, LxcTarget
 
@@ -36,7 +36,7 @@ def test_config_with_classic_bridge(tmp_path: Path) -> None:
     assert f"lxc.rootfs.path = dir:{tmp_path}/target-bookworm-i386" in text
     assert f"lxc.mount.entry = {tmp_path}/var/cache/debs var/cache/apt/archives" in text
     assert "lxc.apparmor.profile = unconfined" in text
-    assert "lxc.environment = PATH=" + rootfs.PATH in text
+    assert "lxc.environment = PATH=" + base.PATH in text
     assert "$" not in text.split("SPDX")[1]
 
 
