@@ -39,15 +39,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 import paramiko
 
 from gitian import log
 from gitian.errors import TargetError
 from gitian.log import tail
-from gitian.targets.base import RunResult, Target
+from gitian.targets.base import RunResult, Target, TargetConfig
 
 # paramiko logs every refused connection attempt with a traceback on ERROR,
 # which Python's last-resort handler would print while we are merely waiting.
@@ -93,8 +94,18 @@ def remote_command(argv: Sequence[str], *, user: str, env: Mapping[str, str]) ->
     return shlex.join(words)
 
 
+@dataclass(frozen=True)
+class SshConfig(TargetConfig):
+    """The settings of a target reached over SSH."""
+
+    ssh_port: int = 2223  # VM_SSH_PORT
+
+
 class SshTarget(Target):
     """A target reached over SSH (see the module docstring for the contract)."""
+
+    config_type: ClassVar[type[TargetConfig]] = SshConfig
+    config: SshConfig
 
     ssh_host: str = "127.0.0.1"
     #: the account we log in as; other users are reached with sudo

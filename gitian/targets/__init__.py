@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
 
 from gitian.errors import UsageError
 from gitian.home import Home
@@ -56,6 +58,7 @@ def backend_class(name: str) -> type[Target]:
 def config_from_env(
     home: Home,
     *,
+    backend: str,
     suite: str,
     arch: str,
     env: Mapping[str, str],
@@ -63,7 +66,8 @@ def config_from_env(
     memory_mib: int | None = None,
     nprocs: int | None = None,
 ) -> TargetConfig:
-    """Read the classic environment variables once, at the edge."""
+    """``backend``'s configuration: the classic environment variables, read
+    once, here at the edge (no backend reads the environment itself)."""
 
     def num(var: str, default: int) -> int:
         v = env.get(var)
@@ -77,28 +81,41 @@ def config_from_env(
             raise UsageError(f"{var} must be positive, not {v!r}")
         return n
 
-    cli = env.get("GITIAN_CONTAINER_CLI", "docker") or "docker"
-    if cli not in ("docker", "podman"):
-        raise UsageError(f"GITIAN_CONTAINER_CLI must be docker or podman, not {cli!r}")
-    return TargetConfig(
+    shared = TargetConfig(
         home=home,
         suite=suite,
         arch=arch,
         distro=distro or env.get("DISTRO") or "ubuntu",
         memory_mib=memory_mib if memory_mib is not None else num("VMEM", 2000),
         nprocs=nprocs if nprocs is not None else num("NPROCS", 2),
-        lxc_bridge=env.get("LXC_BRIDGE") or None,
-        lxc_guest_ip=env.get("LXC_GUEST_IP") or "10.0.2.5",
-        host_ip=env.get("GITIAN_HOST_IP") or "10.0.2.2",
-        lxc_execute=_truthy(env.get("LXC_EXECUTE")),
         mirror_host=env.get("MIRROR_HOST") or None,
-        allow_privileged=_truthy(env.get("GITIAN_ALLOW_PRIVILEGED")),
-        kvm_binary=env.get("KVM") or None,
-        ssh_port=num("VM_SSH_PORT", 2223),
-        container_cli=cli,
-        # GITIAN_VAGRANT_BOX: the Vagrant box make-base-vm --vbox starts from.
-        extra={"vagrant_box": env["GITIAN_VAGRANT_BOX"]} if env.get("GITIAN_VAGRANT_BOX") else {},
     )
+    own: dict[str, Any] = {}
+    if backend == "lxc":
+        own = {
+            "lxc_bridge": env.get("LXC_BRIDGE") or None,
+            "lxc_guest_ip": env.get("LXC_GUEST_IP") or "10.0.2.5",
+            "host_ip": env.get("GITIAN_HOST_IP") or "10.0.2.2",
+            "lxc_execute": _truthy(env.get("LXC_EXECUTE")),
+        }
+    elif backend == "docker":
+        cli = env.get("GITIAN_CONTAINER_CLI") or "docker"
+        if cli not in ("docker", "podman"):
+            raise UsageError(f"GITIAN_CONTAINER_CLI must be docker or podman, not {cli!r}")
+        own = {
+            "container_cli": cli,
+            "allow_privileged": _truthy(env.get("GITIAN_ALLOW_PRIVILEGED")),
+            "docker_host": env.get("DOCKER_HOST") or None,
+        }
+    elif backend in ("kvm", "vbox"):
+        own = {"ssh_port": num("VM_SSH_PORT", 2223)}
+        if backend == "kvm":
+            own["kvm_binary"] = env.get("KVM") or None
+        else:
+            own["vagrant_box"] = env.get("GITIAN_VAGRANT_BOX") or None
+    if not own:
+        return shared
+    return replace(shared.specialise(backend_class(backend).config_type), **own)
 
 
 def fastest_available(order: tuple[str, ...] = ("bwrap", "lxc", "docker", "kvm")) -> str:

@@ -33,9 +33,9 @@ import tarfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import IO, ClassVar
+from typing import IO, ClassVar, TypeVar
 
 from gitian import log
 from gitian import run as host
@@ -54,7 +54,8 @@ def home_of(user: str) -> str:
 
 @dataclass(frozen=True)
 class TargetConfig:
-    """Everything a backend needs, parsed at the edge (CLI/env) once."""
+    """What every backend needs, parsed at the edge (CLI/env) once.  A
+    backend with settings of its own has a subclass (``LxcConfig``, ...)."""
 
     home: Home
     suite: str
@@ -62,17 +63,14 @@ class TargetConfig:
     distro: str = "ubuntu"  # also the build user's name
     memory_mib: int = 2000  # VMEM / gbuild -m
     nprocs: int = 2  # NPROCS / gbuild -j
-    # Backend-specific settings from the classic environment variables.
-    lxc_bridge: str | None = None  # LXC_BRIDGE (None: bring up LXC's own NAT bridge)
-    lxc_guest_ip: str = "10.0.2.5"  # LXC_GUEST_IP
-    host_ip: str = "10.0.2.2"  # GITIAN_HOST_IP
-    lxc_execute: bool = False  # LXC_EXECUTE
     mirror_host: str | None = None  # MIRROR_HOST (an apt-cacher-ng on port 3142)
-    allow_privileged: bool = False  # GITIAN_ALLOW_PRIVILEGED
-    kvm_binary: str | None = None  # KVM
-    ssh_port: int = 2223  # VM_SSH_PORT
-    container_cli: str = "docker"  # GITIAN_CONTAINER_CLI: docker | podman
-    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def specialise(self, cls: type[C]) -> C:
+        """This configuration as ``cls`` (a backend's own config class); that
+        backend's settings keep their defaults unless this already is one."""
+        if isinstance(self, cls):
+            return self
+        return cls(**{f.name: getattr(self, f.name) for f in fields(TargetConfig)})
 
     @property
     def user(self) -> str:
@@ -86,6 +84,9 @@ class TargetConfig:
     @property
     def image_arch(self) -> str:
         return "amd64" if self.arch == "linux64" else self.arch
+
+
+C = TypeVar("C", bound=TargetConfig)
 
 
 @dataclass(frozen=True)
@@ -112,19 +113,24 @@ class Target(abc.ABC):
     """One backend.  Subclasses set ``name`` and implement the abstract methods."""
 
     name: ClassVar[str]
+    #: the backend's own configuration class
+    config_type: ClassVar[type[TargetConfig]] = TargetConfig
     #: the backend binds ``home.package_cache`` to /var/cache/apt/archives
     #: itself; otherwise the pipeline copies .debs in and out
     binds_package_cache: ClassVar[bool] = False
 
     def __init__(self, config: TargetConfig) -> None:
-        self.config = config
+        self.config = config.specialise(self.config_type)
 
     # -- host checks -------------------------------------------------------
     @classmethod
     @abc.abstractmethod
-    def unavailable_reason(cls, *, for_base: bool = False) -> str | None:
-        """None if this host can run the backend, else one line saying what
-        is missing and how to get it."""
+    def unavailable_reason(
+        cls, *, for_base: bool = False, config: TargetConfig | None = None
+    ) -> str | None:
+        """None if this host can run the backend (with ``config``'s settings,
+        else the defaults), else one line saying what is missing and how to
+        get it."""
 
     # -- lifecycle ---------------------------------------------------------
     @abc.abstractmethod

@@ -21,14 +21,16 @@ from pathlib import Path
 from gitian.errors import TargetError
 from gitian.run import is_root, which
 from gitian.targets import rootfs
-from gitian.targets.base import home_of
+from gitian.targets.base import TargetConfig, home_of
 
 
 class BwrapTarget(rootfs.OverlayTarget):
     name = "bwrap"
 
     @classmethod
-    def unavailable_reason(cls, *, for_base: bool = False) -> str | None:
+    def unavailable_reason(
+        cls, *, for_base: bool = False, config: TargetConfig | None = None
+    ) -> str | None:
         if which("bwrap") is None:
             return "bubblewrap is not installed (apt-get install bubblewrap)"
         if which("setpriv") is None:

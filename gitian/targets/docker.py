@@ -36,6 +36,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -137,30 +138,44 @@ def import_changes() -> list[str]:
     return ["--change", f"CMD {json.dumps(KEEPALIVE)}"]
 
 
+@dataclass(frozen=True)
+class DockerConfig(TargetConfig):
+    """The Docker backend's own settings."""
+
+    container_cli: str = "docker"  # GITIAN_CONTAINER_CLI: docker | podman
+    allow_privileged: bool = False  # GITIAN_ALLOW_PRIVILEGED
+    docker_host: str | None = None  # DOCKER_HOST, named when the daemon cannot be reached
+
+
 class DockerTarget(PrefixTarget):
     """A container on a local Docker daemon (or Podman)."""
 
     name = "docker"
+    config_type: ClassVar[type[TargetConfig]] = DockerConfig
+    config: DockerConfig
     binds_package_cache: ClassVar[bool] = True
 
     def __init__(self, config: TargetConfig) -> None:
         super().__init__(config)
-        if config.container_cli not in CLIS:
+        if self.config.container_cli not in CLIS:
             raise UsageError(
-                f"GITIAN_CONTAINER_CLI must be docker or podman, not {config.container_cli!r}"
+                f"GITIAN_CONTAINER_CLI must be docker or podman, not {self.config.container_cli!r}"
             )
-        self.cli = config.container_cli
+        self.cli = self.config.container_cli
 
     # -- host checks -------------------------------------------------------
     @classmethod
-    def unavailable_reason(cls, *, for_base: bool = False, cli: str | None = None) -> str | None:
-        # The classmethod has no config; the CLI choice is read like config_from_env does.
-        cli = cli or os.environ.get("GITIAN_CONTAINER_CLI") or "docker"
+    def unavailable_reason(
+        cls, *, for_base: bool = False, config: TargetConfig | None = None
+    ) -> str | None:
+        cli, docker_host = "docker", None
+        if isinstance(config, DockerConfig):
+            cli, docker_host = config.container_cli, config.docker_host
         if cli not in CLIS:
             return f"GITIAN_CONTAINER_CLI must be docker or podman, not {cli!r}"
         if which(cli) is None:
             return f"{cli} is not installed (apt-get install {PROVIDERS[cli]})"
-        reason = daemon_unreachable(cli)
+        reason = daemon_unreachable(cli, docker_host)
         if reason:
             return reason
         if for_base:
@@ -391,7 +406,7 @@ def write_context(context: Path, from_ref: str) -> None:
     (context / "clean-up").write_text(CLEAN_SCRIPT)
 
 
-def daemon_unreachable(cli: str) -> str | None:
+def daemon_unreachable(cli: str, docker_host: str | None = None) -> str | None:
     """None when ``cli`` can talk to its engine, else one line saying why."""
     try:
         res = run(
@@ -408,5 +423,5 @@ def daemon_unreachable(cli: str) -> str | None:
     if cli == "podman":
         return f"podman does not work here: {err.splitlines()[-1] if err else 'no version'}"
     m = re.search(r"daemon at (\S+?)\.? ", err + " ")
-    where = m.group(1) if m else os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    where = m.group(1) if m else docker_host or "unix:///var/run/docker.sock"
     return f"docker: cannot reach the daemon at {where} (start dockerd, or set DOCKER_HOST)"

@@ -28,14 +28,15 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from gitian import bootstrap, log, vmimage
 from gitian.errors import CommandError, TargetError, ToolMissingError
 from gitian.run import require, run, spawn, which, write_atomic
-from gitian.ssh import SshTarget
-from gitian.targets.base import BaseOptions
+from gitian.ssh import SshConfig, SshTarget
+from gitian.targets.base import BaseOptions, TargetConfig
 
 #: the guest kernel's command line: serial console into var/target.log, the
 #: file system on the whole virtio disk, eth0 naming, and a panic that ends
@@ -140,14 +141,26 @@ def probe_kvm(binary: str, *, budget: float = KVM_PROBE_SECONDS) -> str | None:
             )
 
 
+@dataclass(frozen=True)
+class KvmConfig(SshConfig):
+    """The KVM backend's own settings."""
+
+    kvm_binary: str | None = None  # KVM: the qemu binary
+    kvm_accel: str | None = None  # "kvm" or "tcg" instead of probing (tests, benchmarks)
+    kvm_append: str = ""  # more kernel command line
+    kvm_boot_timeout: float | None = None  # seconds to wait for SSH instead of BOOT_TIMEOUT
+
+
 class KvmTarget(SshTarget):
     """qemu (KVM or TCG) with direct kernel boot, a qcow2 overlay per build, SSH."""
 
     name: ClassVar[str] = "kvm"
+    config_type: ClassVar[type[TargetConfig]] = KvmConfig
+    config: KvmConfig
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._accel: str | None = self.config.extra.get("kvm_accel") or None
+    def __init__(self, config: TargetConfig) -> None:
+        super().__init__(config)
+        self._accel: str | None = self.config.kvm_accel
 
     # -- paths -----------------------------------------------------------------
     @property
@@ -171,7 +184,9 @@ class KvmTarget(SshTarget):
 
     # -- host checks -------------------------------------------------------------
     @classmethod
-    def unavailable_reason(cls, *, for_base: bool = False) -> str | None:
+    def unavailable_reason(
+        cls, *, for_base: bool = False, config: TargetConfig | None = None
+    ) -> str | None:
         if for_base:
             return vmimage.unavailable_reason()
         try:
@@ -258,9 +273,8 @@ class KvmTarget(SshTarget):
         """The qemu command line, option by option."""
         c = self.config
         append = " ".join(KERNEL_CMDLINE)
-        extra = c.extra.get("kvm_append")
-        if extra:
-            append += " " + extra
+        if c.kvm_append:
+            append += " " + c.kvm_append
         cpu = "host" if accel == "kvm" else "max"
         return [
             self.binary,
@@ -315,7 +329,7 @@ class KvmTarget(SshTarget):
         try:
             self._launch(accel)
         except TargetError as e:
-            if accel != "kvm" or self.config.extra.get("kvm_accel"):
+            if accel != "kvm" or self.config.kvm_accel:
                 raise
             # The probe passed, but this VM did not start under KVM (nested
             # hosts refuse some CPU features): the build goes on under TCG.
@@ -344,9 +358,8 @@ class KvmTarget(SshTarget):
                 raise
 
     def boot_timeout(self) -> float:
-        explicit = self.config.extra.get("kvm_boot_timeout")
-        if explicit:
-            return float(explicit)
+        if self.config.kvm_boot_timeout:
+            return self.config.kvm_boot_timeout
         return BOOT_TIMEOUT[self._accel or "tcg"]
 
     def wait_ready(self, timeout: float | None = None) -> None:

@@ -30,13 +30,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from gitian import log
 from gitian.errors import TargetError
 from gitian.home import etc
 from gitian.run import is_root, require, run, which, write_atomic
 from gitian.targets import rootfs
-from gitian.targets.base import PATH, home_of
+from gitian.targets.base import PATH, TargetConfig, home_of
 
 LXC_NET = Path("/usr/libexec/lxc/lxc-net")
 LXC_NET_DEFAULTS = (Path("/etc/default/lxc"), Path("/etc/default/lxc-net"))
@@ -143,11 +144,25 @@ class LxcNetUsers:
                 started.unlink()
 
 
+@dataclass(frozen=True)
+class LxcConfig(TargetConfig):
+    """The LXC backend's own settings, as the classic variables name them."""
+
+    lxc_bridge: str | None = None  # LXC_BRIDGE (None: bring up LXC's own NAT bridge)
+    lxc_guest_ip: str = "10.0.2.5"  # LXC_GUEST_IP
+    host_ip: str = "10.0.2.2"  # GITIAN_HOST_IP
+    lxc_execute: bool = False  # LXC_EXECUTE: every command its own lxc-execute
+
+
 class LxcTarget(rootfs.OverlayTarget):
     name = "lxc"
+    config_type: ClassVar[type[TargetConfig]] = LxcConfig
+    config: LxcConfig
 
     @classmethod
-    def unavailable_reason(cls, *, for_base: bool = False) -> str | None:
+    def unavailable_reason(
+        cls, *, for_base: bool = False, config: TargetConfig | None = None
+    ) -> str | None:
         for prog in ("lxc-execute", "lxc-attach", "lxc-stop", "lxc-info", "lxc-wait"):
             if which(prog) is None:
                 return f"{prog} is missing (apt-get install lxc)"

@@ -28,14 +28,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from gitian import bootstrap, log, vmimage
 from gitian.errors import TargetError, UsageError
 from gitian.home import target_bin
 from gitian.run import require, run, which
-from gitian.ssh import SshTarget
-from gitian.targets.base import BaseOptions
+from gitian.ssh import SshConfig, SshTarget
+from gitian.targets.base import BaseOptions, TargetConfig
 
 SNAPSHOT = "Gitian-Clean"
 VBOXMANAGE = "VBoxManage"
@@ -120,14 +122,25 @@ def parse_machinereadable(text: str) -> dict[str, str]:
     return out
 
 
+@dataclass(frozen=True)
+class VBoxConfig(SshConfig):
+    """The VirtualBox backend's own settings."""
+
+    vagrant_box: str | None = None  # GITIAN_VAGRANT_BOX: the box make-base-vm --vbox starts from
+
+
 class VBoxTarget(SshTarget):
     """A VirtualBox VM restored from its ``Gitian-Clean`` snapshot for each build."""
 
     name = "vbox"
+    config_type: ClassVar[type[TargetConfig]] = VBoxConfig
+    config: VBoxConfig
 
     # -- host checks -------------------------------------------------------
     @classmethod
-    def unavailable_reason(cls, *, for_base: bool = False) -> str | None:
+    def unavailable_reason(
+        cls, *, for_base: bool = False, config: TargetConfig | None = None
+    ) -> str | None:
         if which(VBOXMANAGE) is None:
             return (
                 "VBoxManage is not installed (VirtualBox is not in Debian: install it "
@@ -196,7 +209,7 @@ class VBoxTarget(SshTarget):
         }
 
     def make_base(self, options: BaseOptions) -> None:
-        box = self.config.extra.get("vagrant_box") or default_box(
+        box = self.config.vagrant_box or default_box(
             options.distro, options.suite, options.arch
         )
         work = self.vagrant_dir(options.suite, options.arch)

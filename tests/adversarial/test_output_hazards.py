@@ -389,7 +389,9 @@ class _ForgedStream:
             name = "forged"
 
             @classmethod
-            def unavailable_reason(cls, *, for_base: bool = False) -> str | None:
+            def unavailable_reason(
+                cls, *, for_base: bool = False, config: object = None
+            ) -> str | None:
                 return None
 
             def make_base(self, options: Any) -> None: ...

@@ -20,8 +20,8 @@ import pytest
 
 from gitian.errors import CommandError, TargetError
 from gitian.home import Home
-from gitian.targets.base import BaseOptions, TargetConfig
-from gitian.targets.kvm import KvmTarget
+from gitian.targets.base import BaseOptions
+from gitian.targets.kvm import KvmConfig, KvmTarget
 from tests.conftest import require_root, require_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.backend("kvm")]
@@ -48,10 +48,10 @@ def qemu_pids() -> set[int]:
     return out
 
 
-def config(home: Home, **extra: str) -> TargetConfig:
-    return TargetConfig(
+def config(home: Home, **extra: object) -> KvmConfig:
+    return KvmConfig(
         home=home, suite=SUITE, arch=ARCH, distro=DISTRO, memory_mib=1024, nprocs=2,
-        ssh_port=PORT, extra=extra,
+        ssh_port=PORT, **extra,  # type: ignore[arg-type]
     )  # fmt: skip
 
 
@@ -192,7 +192,7 @@ def test_killed_qemu_gives_a_clear_error(kvm_home: Home) -> None:
 
 def test_vm_that_never_answers_times_out_naming_the_console(kvm_home: Home) -> None:
     # The kernel and systemd come up, sshd never does.
-    t = KvmTarget(config(kvm_home, kvm_append="systemd.mask=ssh.service", kvm_boot_timeout="25"))
+    t = KvmTarget(config(kvm_home, kvm_append="systemd.mask=ssh.service", kvm_boot_timeout=25.0))
     t0 = time.monotonic()
     with pytest.raises(TargetError) as err:
         with t.session():
@@ -207,7 +207,7 @@ def test_vm_that_never_answers_times_out_naming_the_console(kvm_home: Home) -> N
 def test_a_dead_kernel_fails_fast(kvm_home: Home) -> None:
     # No initrd init: the kernel cannot mount the root (virtio_blk is a module)
     # and panics; qemu exits (-no-reboot, panic=-1) instead of never answering.
-    t = KvmTarget(config(kvm_home, kvm_append="rdinit=/nonexistent", kvm_boot_timeout="200"))
+    t = KvmTarget(config(kvm_home, kvm_append="rdinit=/nonexistent", kvm_boot_timeout=200.0))
     t0 = time.monotonic()
     with pytest.raises(TargetError, match="stopped while booting") as err:
         with t.session():

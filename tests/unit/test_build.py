@@ -49,7 +49,7 @@ class LocalTarget(Target):
         self.interrupt_with: BaseException = KeyboardInterrupt()
 
     @classmethod
-    def unavailable_reason(cls, *, for_base: bool = False) -> str | None:
+    def unavailable_reason(cls, *, for_base: bool = False, config: object = None) -> str | None:
         return None
 
     def make_base(self, options: BaseOptions) -> None:

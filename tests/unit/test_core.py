@@ -14,6 +14,8 @@ from gitian.cli import entry
 from gitian.errors import CommandError, DescriptorError, ToolMissingError
 from gitian.home import Home
 from gitian.targets import BACKENDS, choose_backend, config_from_env
+from gitian.targets.kvm import KvmConfig
+from gitian.targets.lxc import LxcConfig
 
 
 def test_run_argv_only() -> None:
@@ -125,15 +127,20 @@ def test_choose_backend() -> None:
 
 def test_config_from_env(tmp_path: Path) -> None:
     home = Home(tmp_path)
-    c = config_from_env(home, suite="bookworm", arch="amd64", env={})
-    assert (c.user, c.memory_mib, c.nprocs, c.ssh_port) == ("ubuntu", 2000, 2, 2223)
+    k = config_from_env(home, backend="kvm", suite="bookworm", arch="amd64", env={})
+    assert isinstance(k, KvmConfig)
+    assert (k.user, k.memory_mib, k.nprocs, k.ssh_port) == ("ubuntu", 2000, 2, 2223)
+    c = config_from_env(home, backend="lxc", suite="bookworm", arch="amd64", env={})
+    assert isinstance(c, LxcConfig)
     assert (c.lxc_guest_ip, c.host_ip, c.lxc_bridge) == ("10.0.2.5", "10.0.2.2", None)
     c = config_from_env(
         home,
+        backend="lxc",
         suite="bookworm",
         arch="amd64",
         env={"DISTRO": "debian", "VMEM": "4000", "NPROCS": "4", "LXC_BRIDGE": "br0"},
     )
+    assert isinstance(c, LxcConfig)
     assert (c.user, c.user_home, c.memory_mib, c.nprocs, c.lxc_bridge) == (
         "debian",
         "/home/debian",
@@ -142,7 +149,7 @@ def test_config_from_env(tmp_path: Path) -> None:
         "br0",
     )
     with pytest.raises(Exception, match="VMEM"):
-        config_from_env(home, suite="s", arch="amd64", env={"VMEM": "lots"})
+        config_from_env(home, backend="bwrap", suite="s", arch="amd64", env={"VMEM": "lots"})
 
 
 def test_home_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

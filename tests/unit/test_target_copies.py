@@ -31,7 +31,7 @@ class OnHost(PrefixTarget):
         self.area = area
 
     @classmethod
-    def unavailable_reason(cls, *, for_base: bool = False) -> str | None:
+    def unavailable_reason(cls, *, for_base: bool = False, config: object = None) -> str | None:
         return None
 
     def make_base(self, options: BaseOptions) -> None:

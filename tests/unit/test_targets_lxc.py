@@ -9,12 +9,11 @@ import pytest
 
 from gitian.home import Home
 from gitian.targets import base, lxc
-from gitian.targets.base import TargetConfig
-from gitian.targets.lxc import LxcNetUsers, LxcTarget
+from gitian.targets.lxc import LxcConfig, LxcNetUsers, LxcTarget
 
 
 def make(tmp_path: Path, **kw: object) -> LxcTarget:
-    cfg = TargetConfig(home=Home(tmp_path), suite="bookworm", arch="amd64", distro="debian")
+    cfg = LxcConfig(home=Home(tmp_path), suite="bookworm", arch="amd64", distro="debian")
     return LxcTarget(dataclasses.replace(cfg, **kw))  # type: ignore[arg-type]
 
 
