@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from gitian import buildscript, hashing, inputs, log
+from gitian import buildscript, hashing, inputs, log, scriptline
 from gitian.bootstrap import UPGRADE_MARKER
 from gitian.debcache import DebCache
 from gitian.descriptor import Descriptor
-from gitian.errors import BuildError, CommandError, TargetError
+from gitian.errors import BuildError, CommandError, GitianError, Interrupted, TargetError
 from gitian.home import Home, target_bin
 from gitian.manifest import Report, dump_result, in_manifest_text
 from gitian.run import remove_tree, signals_held, write_atomic
@@ -117,6 +117,10 @@ class Builder:
                         f"{title}: {e.strerror or e}{where}",
                         hint="nothing was written to result/; caches and sigs/ are unchanged",
                     ) from e
+                except GitianError as e:  # say which step failed
+                    if not isinstance(e, Interrupted) and not e.message.startswith(title):
+                        e.message = f"{title}: {e.message}"
+                    raise
         finally:
             self.timings.append((title, time.monotonic() - start, external))
 
@@ -204,8 +208,8 @@ class Builder:
             self.allow_sudo(target)
             self.prepare_build_area(target)
             manifest = self.install(target, suite, arch)
-            self.write_build_script(target, arch, reference)
-            self.run_build_script(target, suite, arch)
+            params = self.write_build_script(target, arch, reference)
+            self.run_build_script(target, params, suite, arch)
             self.collect_results(target)
         return manifest.decode("utf-8", "surrogateescape")
 
@@ -324,30 +328,38 @@ class Builder:
                 stdin=(target_bin() / "upgrade-system.sh").read_bytes(),
             )  # fmt: skip
 
-    def write_build_script(self, target: Target, arch: str, reference: str) -> None:
+    def write_build_script(
+        self, target: Target, arch: str, reference: str
+    ) -> buildscript.ScriptParams:
         """Copy the remotes into the target and write var/build-script."""
         d, h, o = self.desc, self.home, self.opts
         with self.step("Creating build script (var/build-script)"):
             for remote in d.remotes:
                 target.copy_to(h.inputs / remote.dir, "build")
-            text = buildscript.build_script(
-                buildscript.ScriptParams(
-                    name=d.name,
-                    bits=d.bits(arch),
-                    num_procs=o.num_procs,
-                    memory_mib=o.memory_mib,
-                    reference_datetime=reference,
-                    script=d.script,
-                    enable_cache=d.enable_cache,
-                    remote_dirs=[r.dir for r in d.remotes],
-                )
+            params = buildscript.ScriptParams(
+                name=d.name,
+                bits=d.bits(arch),
+                num_procs=o.num_procs,
+                memory_mib=o.memory_mib,
+                reference_datetime=reference,
+                script=d.script,
+                enable_cache=d.enable_cache,
+                remote_dirs=[r.dir for r in d.remotes],
             )
+            text = buildscript.build_script(params)
             write_atomic(h.var / "build-script", text.encode("utf-8"))
+        return params
 
-    def run_build_script(self, target: Target, suite: str, arch: str) -> None:
-        """var/build-script with ``bash -x`` under setarch; output in var/build.log."""
+    def run_build_script(
+        self, target: Target, params: buildscript.ScriptParams, suite: str, arch: str
+    ) -> None:
+        """var/build-script with ``bash -x`` under setarch; output in var/build.log.
+        A failure names the line of the descriptor's script it stopped at."""
         with self.step("Running build script (log in var/build.log)", external=True):
-            self._run_build_script(target, self.desc.setarch(arch), suite, arch)
+            rc = self._run_build_script(target, self.desc.setarch(arch))
+            if rc != 0:
+                what = f"the build script failed for {suite} {arch} with exit status {rc}"
+                raise self._log_error(what + self._failed_line(params), self.build_log)
 
     def collect_results(self, target: Target) -> None:
         """The target's out/ into build/; the caches back unless ``-o``."""
@@ -470,7 +482,7 @@ class Builder:
                 shutil.copyfile(real, staged)
             target.copy_to(staged, "build")
 
-    def _run_build_script(self, target: Target, personality: str, suite: str, arch: str) -> None:
+    def _run_build_script(self, target: Target, personality: str) -> int:
         script = self.home.var / "build-script"
         argv = ["setarch", personality, "bash", "-x"]
         with open(script, "rb") as stdin, open(self.build_log, "wb") as blog:
@@ -491,11 +503,25 @@ class Builder:
                     argv, stdin=stdin, stdout=blog, stderr=subprocess.STDOUT,
                     network=True, check=False,
                 )  # fmt: skip
-        if res.returncode != 0:
-            raise self._log_error(
-                f"the build script failed for {suite} {arch} with exit status {res.returncode}",
-                self.build_log,
-            )
+        return res.returncode
+
+    def _failed_line(self, params: buildscript.ScriptParams) -> str:
+        """Where in the descriptor's script the build stopped (bash -x's trace
+        in var/build.log, mapped back), as a clause for the error; or ''."""
+        try:
+            with open(self.build_log, encoding="utf-8", errors="replace") as f:
+                found = scriptline.locate(f, buildscript.build_script(params))
+        except OSError:
+            return ""
+        offset = buildscript.script_offset(params)
+        if found is None or found.line <= offset:
+            return ""
+        n = found.line - offset
+        start = scriptline.script_start(self.desc.raw)
+        at = f" ({self.desc.path.name}:{start + n - 1})" if start is not None else ""
+        text = found.text.strip()
+        text = text if len(text) <= 200 else text[:197] + "..."
+        return f", at line {n} of the descriptor's script{at}: {text}"
 
     def _grab_cache(self, target: Target, name: str) -> None:
         """Copy ``cache/<name>`` back beside the old one, then swap it in."""

@@ -127,6 +127,38 @@ def test_lxc_gives_the_same_out_manifest(
     assert _lxc_containers(home) == []
 
 
+FAILING_SCRIPT = """\
+  echo building
+  make -C hello CC=gcc
+  test -x hello/no-such-output
+  echo never
+"""
+
+
+def test_failing_script_says_where_on_bwrap(base_home: BaseHome, tmp_path: Path) -> None:
+    """A build that fails says the step, the line of the descriptor's script
+    (and of the file), and the last lines of var/build.log."""
+    home = base_home("bwrap")
+    prepare(home)
+    head = EXAMPLE.read_text().split("script: |")[0]
+    desc = tmp_path / "fails.yml"
+    desc.write_text(head + "script: |\n" + FAILING_SCRIPT)
+    r = run_ok(gbuild_argv(home, "bwrap", desc))
+    assert r.returncode == 1, r.stdout + r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("gbuild: error:")]
+    assert len(errors) == 1, r.stderr
+    line = desc.read_text().splitlines().index("  test -x hello/no-such-output") + 1
+    assert errors[0] == (
+        "gbuild: error: Running build script (log in var/build.log): the build script failed "
+        f"for bookworm amd64 with exit status 1, at line 3 of the descriptor's script "
+        f"(fails.yml:{line}): test -x hello/no-such-output; last lines of var/build.log:"
+    ), r.stderr
+    assert "    + test -x hello/no-such-output" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not home.result_file("gitian-example").exists()
+    assert mounts_under(home.root) == []
+
+
 def _lxc_containers(home: Home) -> list[str]:
     lxcpath = home.var / "lxc"
     if not lxcpath.is_dir():
