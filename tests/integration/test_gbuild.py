@@ -22,6 +22,7 @@ from gitian.home import Home, target_bin
 from gitian.manifest import read_report
 from gitian.targets import make_target
 from gitian.targets.base import TargetConfig
+from tests.conftest import wait_until
 from tests.integration.conftest import BaseHome, mounts_under, run_ok
 
 pytestmark = pytest.mark.integration
@@ -210,17 +211,16 @@ def test_signal_during_build_script_leaves_nothing(
     proc = subprocess.Popen(
         gbuild_argv(home, backend, desc), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
+    log = home.var / "build.log"
+
+    def script_running() -> bool:
+        if proc.poll() is not None:
+            pytest.fail(f"gbuild ended early: {proc.communicate()[0].decode()}")
+        started = log.exists() and b"build-started" in log.read_bytes()
+        return started and bool(_processes_with(marker))
+
     try:
-        deadline = time.monotonic() + 300
-        log = home.var / "build.log"
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"gbuild ended early: {proc.communicate()[0].decode()}")
-            if log.exists() and b"build-started" in log.read_bytes() and _processes_with(marker):
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("the build script never started")
+        wait_until(script_running, timeout=300, what="the build script", interval=0.2)
         proc.send_signal(signum)
         out, _ = proc.communicate(timeout=120)
     finally:
