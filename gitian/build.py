@@ -458,7 +458,7 @@ class Builder:
 
     def _log_error(self, what: str, logfile: Path) -> BuildError:
         tail = log.tail(logfile, LOG_TAIL).splitlines()
-        rel = os.path.relpath(logfile, self.home.root)
+        rel = logfile.relative_to(self.home.root)
         body = "".join(f"\n    {line}" for line in tail) if tail else "\n    (the log is empty)"
         return BuildError(
             f"{what}; last lines of {rel}:{body}\nwhole log: {logfile}",
@@ -475,9 +475,9 @@ class Builder:
         # A linked input is copied as the file it points to, under its own name.
         with tempfile.TemporaryDirectory(dir=self.home.var, prefix=".input-") as tmp:
             staged = Path(tmp) / name
-            real = os.path.realpath(src)
+            real = src.resolve()
             try:
-                os.link(real, staged)
+                staged.hardlink_to(real)
             except OSError:
                 shutil.copyfile(real, staged)
             target.copy_to(staged, "build")
@@ -585,15 +585,15 @@ def _swap_dirs(new: Path, dest: Path) -> None:
             if _renameat2_exchange(new, dest):
                 return
             old = dest.with_name(f".old-{dest.name}-{os.getpid()}")
-            os.rename(dest, old)
+            dest.rename(old)
             try:
-                os.rename(new, dest)
+                new.rename(dest)
             except BaseException:
-                os.rename(old, dest)
+                old.rename(dest)
                 raise
-            os.rename(old, new)
+            old.rename(new)
         else:
-            os.rename(new, dest)
+            new.rename(dest)
 
 
 def configurations(desc: Descriptor) -> list[tuple[str, str]]:

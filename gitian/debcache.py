@@ -99,7 +99,7 @@ class DebCache:
     def pull(self, target: Target, pushed: Pushed) -> None:
         """Keep the .debs the target downloaded since :meth:`push` in the cache."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        have = {e.name for e in os.scandir(self.dir)}
+        have = {p.name for p in self.dir.iterdir()}
         new = sorted(n for n in target_debs(target) - pushed.names if n not in have)
         if not new:
             return
@@ -116,7 +116,7 @@ class DebCache:
             for n in new:
                 p = tmp / n
                 if p.is_file() and not p.is_symlink():
-                    os.replace(p, self.dir / n)
+                    p.replace(self.dir / n)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
