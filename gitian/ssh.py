@@ -31,7 +31,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import re
 import select
 import shlex
 import subprocess
@@ -48,14 +47,13 @@ import paramiko
 from gitian import log
 from gitian.errors import TargetError
 from gitian.log import tail
-from gitian.targets.base import RunResult, Target, TargetConfig
+from gitian.targets.base import ENV_NAME, Command, RunResult, Target, TargetConfig
 
 # paramiko logs every refused connection attempt with a traceback on ERROR,
 # which Python's last-resort handler would print while we are merely waiting.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 logging.getLogger("paramiko").propagate = False
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CHUNK = 1 << 16
 # Errors that mean "not reachable (yet)" rather than a bug of ours.
 _NET_ERRORS: tuple[type[BaseException], ...] = (
@@ -84,7 +82,7 @@ def remote_command(argv: Sequence[str], *, user: str, env: Mapping[str, str]) ->
     if not argv:
         raise TargetError("no command given")
     for name in env:
-        if not _ENV_NAME.match(name):
+        if not ENV_NAME.match(name):
             raise TargetError(f"invalid environment variable name {name!r}")
     words: list[str] = []
     if user != "root":
@@ -308,40 +306,22 @@ class SshTarget(Target):
             status = 255  # killed by a signal, as ssh(1) reports it
         return status
 
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        user: str | None = None,
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | IO[bytes] | None = None,
-        stdout: IO[bytes] | int | None = None,
-        stderr: IO[bytes] | int | None = None,
-        capture: bool = False,
-        check: bool = True,
-        network: bool = False,
-    ) -> RunResult:
-        u = user or self.config.user
-        full_env = self.user_env(u)
-        if env:
-            full_env.update(env)
-        command = remote_command(argv, user=u, env=full_env)
+    def execute(self, cmd: Command) -> RunResult:
+        command = remote_command(cmd.argv, user=cmd.user, env=cmd.env)
+        stdout, stderr = cmd.stdout, cmd.stderr
         outbuf = io.BytesIO()
         errbuf = io.BytesIO()
         # As subprocess: PIPE collects into the result, STDOUT merges stderr.
         o: IO[bytes] | int | None = stdout
         e: IO[bytes] | int | None = stderr
-        if (capture and stdout is None) or stdout == subprocess.PIPE:
+        if (cmd.capture and stdout is None) or stdout == subprocess.PIPE:
             o = outbuf
-        if (capture and stderr is None) or stderr == subprocess.PIPE:
+        if (cmd.capture and stderr is None) or stderr == subprocess.PIPE:
             e = errbuf
         elif stderr == subprocess.STDOUT:
             e = o
-        status = self.exec_command(command, stdin=stdin, stdout=o, stderr=e)
-        res = RunResult(status, outbuf.getvalue(), errbuf.getvalue())
-        if check and status != 0:
-            raise self.failed(argv, u, res, list(argv))
-        return res
+        status = self.exec_command(command, stdin=cmd.stdin, stdout=o, stderr=e)
+        return RunResult(status, outbuf.getvalue(), errbuf.getvalue())
 
 
 # -- helpers ---------------------------------------------------------------------

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import abc
 import os
+import re
 import shlex
 import subprocess
 import tarfile
@@ -39,12 +40,25 @@ from typing import IO, ClassVar, TypeVar
 
 from gitian import log
 from gitian import run as host
-from gitian.errors import CommandError, TargetError
+from gitian.errors import CommandError, TargetError, UsageError
 from gitian.home import Home
 from gitian.run import pipe_from, signals_held
 
 #: the PATH every command on a target starts with
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+#: what a name in a target command's environment may look like
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def check_env(env: Mapping[str, str]) -> None:
+    """Refuse an environment no command line can carry."""
+    for k, v in env.items():
+        if not ENV_NAME.match(k):
+            raise UsageError(f"bad environment variable name {k!r}")
+        if "\0" in v:
+            raise UsageError(f"environment variable {k} contains a NUL byte")
 
 
 def home_of(user: str) -> str:
@@ -107,6 +121,22 @@ class RunResult:
     returncode: int
     stdout: bytes = b""
     stderr: bytes = b""
+    ran: tuple[str, ...] = ()  # the host command that ran it, to paste and rerun
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command for a target, as :meth:`Target.run` was asked for it, with
+    the whole environment it starts with."""
+
+    argv: tuple[str, ...]
+    user: str
+    env: Mapping[str, str]
+    stdin: bytes | IO[bytes] | None = None
+    stdout: IO[bytes] | int | None = None
+    stderr: IO[bytes] | int | None = None
+    capture: bool = False
+    network: bool = False
 
 
 class Target(abc.ABC):
@@ -192,7 +222,6 @@ class Target(abc.ABC):
                 self.stop()
 
     # -- commands and files -------------------------------------------------
-    @abc.abstractmethod
     def run(
         self,
         argv: Sequence[str],
@@ -207,7 +236,7 @@ class Target(abc.ABC):
         network: bool = False,
     ) -> RunResult:
         """Run ``argv`` on the target as ``user`` (default: the build user), in
-        that user's home, with ``env`` added.
+        that user's home, with ``env`` added to :meth:`user_env`.
 
         ``stdin`` may be bytes or a file.  ``stdout``/``stderr`` may be files
         to stream into; ``capture`` collects them instead.  ``network`` asks
@@ -215,6 +244,23 @@ class Target(abc.ABC):
         otherwise do so.  A non-zero exit raises :class:`CommandError` when
         ``check`` is true; either way the status is returned.
         """
+        u = user or self.config.user
+        full_env = self.user_env(u) | dict(env or {})
+        cmd = Command(tuple(argv), u, full_env, stdin, stdout, stderr, capture, network)
+        res = self.execute(cmd)
+        if check and res.returncode != 0:
+            raise CommandError(
+                f"on {self.name} target, as {u}: {shlex.join(argv)} exited {res.returncode}",
+                argv=list(res.ran or argv),
+                returncode=res.returncode,
+                output=(res.stderr or res.stdout).decode("utf-8", "replace")[-4000:],
+            )
+        return res
+
+    def execute(self, cmd: Command) -> RunResult:
+        """Run one command on the target: what each backend implements for
+        :meth:`run` (which builds ``cmd`` and checks the result)."""
+        raise NotImplementedError(f"the {self.name} backend runs no commands")
 
     def user_env(self, user: str) -> dict[str, str]:
         """The whole environment a command starts with on the target, before
@@ -226,17 +272,6 @@ class Target(abc.ABC):
             "PATH": PATH,
             "LANG": "C.UTF-8",
         }
-
-    def failed(
-        self, argv: Sequence[str], user: str, res: RunResult, rerun: list[str]
-    ) -> CommandError:
-        """The error for a command that exited non-zero on the target."""
-        return CommandError(
-            f"on {self.name} target, as {user}: {shlex.join(argv)} exited {res.returncode}",
-            argv=rerun,
-            returncode=res.returncode,
-            output=(res.stderr or res.stdout).decode("utf-8", "replace")[-4000:],
-        )
 
     # -- files: tar streams through run(), written once for every backend ---------
     def copy_to(self, src: Path, dest: str, *, user: str | None = None) -> None:
@@ -324,49 +359,47 @@ class PrefixTarget(Target):
     Copies are tar streams through that prefix, written once here.
     """
 
-    @abc.abstractmethod
     def exec_prefix(
         self, *, user: str, env: Mapping[str, str], network: bool, interactive: bool
     ) -> list[str]:
         """argv that runs what follows it on the target as ``user``, in the
-        user's home, with exactly ``env`` added to a clean login environment."""
+        user's home, with exactly ``env`` as its environment."""
+        check_env(env)
+        self.check_ready(user)
+        return self.prefix(
+            user=user,
+            env=env,
+            home=env.get("HOME") or home_of(user),
+            network=network,
+            interactive=interactive,
+        )
 
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        user: str | None = None,
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | IO[bytes] | None = None,
-        stdout: IO[bytes] | int | None = None,
-        stderr: IO[bytes] | int | None = None,
-        capture: bool = False,
-        check: bool = True,
-        network: bool = False,
-    ) -> RunResult:
-        u = user or self.config.user
-        full_env = self.user_env(u) | dict(env or {})
+    def check_ready(self, user: str) -> None:  # noqa: B027 - most need no check
+        """Raise TargetError if no command can run on the target as ``user`` now."""
+
+    @abc.abstractmethod
+    def prefix(
+        self, *, user: str, env: Mapping[str, str], home: str, network: bool, interactive: bool
+    ) -> list[str]:
+        """The backend's part of :meth:`exec_prefix`, once ``env`` and the
+        target were checked: ``home`` is where the command starts."""
+
+    def execute(self, cmd: Command) -> RunResult:
         prefix = self.exec_prefix(
-            user=u, env=full_env, network=network, interactive=stdin is not None
+            user=cmd.user, env=cmd.env, network=cmd.network, interactive=cmd.stdin is not None
         )
-        cmd = prefix + list(argv)
-        data = stdin if isinstance(stdin, bytes) else None
-        stream = (
-            subprocess.DEVNULL if stdin is None else None if isinstance(stdin, bytes) else stdin
-        )
+        argv = prefix + list(cmd.argv)
+        data, stream = (cmd.stdin, None) if isinstance(cmd.stdin, bytes) else (None, cmd.stdin)
         done = host.run(
-            cmd,
+            argv,
             check=False,
             input=data,
-            stdin=subprocess.DEVNULL if stdin is None else stream,
-            stdout=stdout,
-            stderr=stderr,
-            capture=capture,
+            stdin=subprocess.DEVNULL if cmd.stdin is None else stream,
+            stdout=cmd.stdout,
+            stderr=cmd.stderr,
+            capture=cmd.capture,
         )
-        res = RunResult(done.returncode, done.stdout or b"", done.stderr or b"")
-        if check and res.returncode != 0:
-            raise self.failed(argv, u, res, cmd)
-        return res
+        return RunResult(done.returncode, done.stdout or b"", done.stderr or b"", tuple(argv))
 
 
 def _unpack(

@@ -45,7 +45,7 @@ from gitian.errors import TargetError, ToolMissingError, UsageError
 from gitian.home import Home, target_bin
 from gitian.run import PROVIDERS, pipeline, run, which
 from gitian.targets import rootfs
-from gitian.targets.base import BaseOptions, PrefixTarget, TargetConfig, home_of
+from gitian.targets.base import BaseOptions, PrefixTarget, TargetConfig
 
 CLIS = ("docker", "podman")
 #: Podman here cannot raise rlimits (no CAP_SYS_RESOURCE): give it fixed ones.
@@ -60,18 +60,6 @@ DIGEST = re.compile(r"(?:sha256:)?([0-9a-f]{64})\Z")
 PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]*\Z")
 APT_ARCHIVES = "/var/cache/apt/archives"
 
-# Run as root in the image being built (digest path), after bootstrap-fixup:
-# the SPEC §7 packages, cron removed.  Values come in through build arguments.
-INSTALL_SCRIPT = """\
-#!/bin/sh
-# gitian-py: install the base packages into a registry image (docker build step).
-set -e
-export DEBIAN_FRONTEND=noninteractive
-apt-get update
-# The package list is split into words on purpose; make-base-vm checked every name.
-apt-get -y --no-install-recommends install $GITIAN_PACKAGES
-if dpkg -s cron > /dev/null 2>&1; then apt-get -y purge cron; fi
-"""
 CLEAN_SCRIPT = """\
 #!/bin/sh
 # gitian-py: last docker build step; the host's package cache replaces the archives.
@@ -248,15 +236,8 @@ class DockerTarget(PrefixTarget):
             if not PACKAGE.match(pkg):
                 raise UsageError(f"bad package name {pkg!r}")
         write_context(context, from_ref)
-        args = bootstrap.fixup_env(
-            distro=spec.distro,
-            suite=spec.suite,
-            user=spec.user,
-            container=True,
-            mirror=spec.mirror,
-            # bootstrap-fixup points the image's own sources through the cacher.
-            mirror_host=self.config.mirror_host,
-        )
+        # bootstrap-fixup points the image's own sources through the cacher.
+        args = spec.fixup_env(container=True, mirror_host=self.config.mirror_host)
         args["GITIAN_PACKAGES"] = " ".join(spec.packages)
         argv = self._cli("build")
         if self.cli == "podman":
@@ -375,13 +356,11 @@ class DockerTarget(PrefixTarget):
         return (res.stdout or b"").decode().strip() or "unknown"
 
     # -- commands ----------------------------------------------------------
-    def exec_prefix(
-        self, *, user: str, env: Mapping[str, str], network: bool, interactive: bool
+    def prefix(
+        self, *, user: str, env: Mapping[str, str], home: str, network: bool, interactive: bool
     ) -> list[str]:
         # The container keeps its network the whole time (apt needs it and a
         # running container's network cannot be cut per command).
-        rootfs.check_env(env)
-        home = env.get("HOME") or home_of(user)
         argv = self._cli("exec")
         if interactive:
             argv.append("-i")
@@ -400,9 +379,8 @@ def _no_such_container(stderr: bytes | None) -> bool:
 def write_context(context: Path, from_ref: str) -> None:
     """The build context: the Dockerfile and the scripts its steps run."""
     (context / "Dockerfile").write_text(dockerfile(from_ref))
-    for name in ("bootstrap-fixup", "upgrade-system.sh"):
+    for name in ("bootstrap-fixup", "install-packages", "upgrade-system.sh"):
         shutil.copyfile(target_bin() / name, context / name)
-    (context / "install-packages").write_text(INSTALL_SCRIPT)
     (context / "clean-up").write_text(CLEAN_SCRIPT)
 
 

@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -74,6 +73,17 @@ class BaseSpec:
     mirror: str | None  # None: the bootstrap tool's default
     packages: tuple[str, ...]
     user: str
+
+    def fixup_env(self, *, container: bool, mirror_host: str | None = None) -> dict[str, str]:
+        """What bootstrap-fixup reads for this base."""
+        return bootstrap.fixup_env(
+            distro=self.distro,
+            suite=self.suite,
+            user=self.user,
+            container=container,
+            mirror=self.mirror,
+            mirror_host=mirror_host,
+        )
 
 
 def spec_for(options: BaseOptions, *, mirror_host: str | None) -> BaseSpec:
@@ -181,13 +191,7 @@ def make_base(home: Home, options: BaseOptions, *, mirror_host: str | None) -> P
 def fixup(root: Path, spec: BaseSpec, *, container: bool) -> None:
     script = (target_bin() / "bootstrap-fixup").read_bytes()
     with log.step("Fixing up the base (bootstrap-fixup)"):
-        env = bootstrap.fixup_env(
-            distro=spec.distro,
-            suite=spec.suite,
-            user=spec.user,
-            container=container,
-            mirror=spec.mirror,
-        )
+        env = spec.fixup_env(container=container)
         bootstrap.chroot_run(root, ["sh", "-s"], env=env, input=script)
 
 
@@ -385,17 +389,6 @@ class Overlay:
 
 # -- the part bubblewrap and LXC targets share -------------------------------
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
-
-def check_env(env: Mapping[str, str]) -> None:
-    for k, v in env.items():
-        if not _ENV_NAME.match(k):
-            raise UsageError(f"bad environment variable name {k!r}")
-        if "\0" in v:
-            raise UsageError(f"environment variable {k} contains a NUL byte")
-
-
 def passwd_users(root: Path) -> set[str]:
     try:
         text = (root / "etc/passwd").read_text(encoding="utf-8", errors="replace")
@@ -482,7 +475,7 @@ class OverlayTarget(PrefixTarget):
     def _stop(self) -> None:  # noqa: B027
         """Backend part of stop(), before the overlay is unmounted."""
 
-    def _check_running(self, user: str) -> None:
+    def check_ready(self, user: str) -> None:
         root = self.rootfs
         if not is_mounted(root):
             raise TargetError(

@@ -72,6 +72,7 @@ Vagrant.configure("2") do |config|
     "GITIAN_COMPONENTS" => ENV.fetch("GITIAN_COMPONENTS"),
     "GITIAN_MIRROR" => ENV.fetch("GITIAN_MIRROR", ""),
   }
+  config.vm.provision "shell", path: "install-packages", env: env
   config.vm.provision "shell", path: "provision.sh", env: env
   config.vm.provision "shell", path: "bootstrap-fixup", env: env
   config.vm.provision "shell", path: "upgrade-system.sh", env: env
@@ -80,13 +81,9 @@ end
 
 PROVISION = """\
 #!/bin/sh
-# gitian-py: make a Vagrant box a gitian base (runs as root in the VM).
+# gitian-py: make a Vagrant box a gitian base (runs as root in the VM, after
+# install-packages): the build user, and root's SSH key.
 set -e
-export DEBIAN_FRONTEND=noninteractive
-apt-get update
-# The package list is split into words on purpose; make-base-vm checked every name.
-apt-get -y --no-install-recommends install $GITIAN_PACKAGES
-if dpkg -s cron > /dev/null 2>&1; then apt-get -y purge cron; fi
 if ! getent passwd "$GITIAN_USER" > /dev/null; then
     useradd --create-home --shell /bin/bash --user-group "$GITIAN_USER"
 fi
@@ -227,7 +224,7 @@ class VBoxTarget(SshTarget):
         work.mkdir(parents=True)
         (work / "Vagrantfile").write_text(VAGRANTFILE)
         (work / "provision.sh").write_text(PROVISION)
-        for script in ("bootstrap-fixup", "upgrade-system.sh"):
+        for script in ("install-packages", "bootstrap-fixup", "upgrade-system.sh"):
             shutil.copyfile(target_bin() / script, work / script)
         shutil.copyfile(key.with_name(key.name + ".pub"), work / "id_rsa.pub")
         with log.step(f"Making the VirtualBox VM {name} with vagrant ({box})"):

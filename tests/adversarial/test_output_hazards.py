@@ -404,8 +404,8 @@ class _ForgedStream:
 
             def stop(self) -> None: ...
 
-            def exec_prefix(
-                self, *, user: str, env: Any, network: bool, interactive: bool
+            def prefix(
+                self, *, user: str, env: Any, home: str, network: bool, interactive: bool
             ) -> list[str]:
                 return ["sh", "-c", 'exec cat -- "$0"', os.fspath(stream)]
 

@@ -41,12 +41,12 @@ class OnHost(PrefixTarget):
     def start(self) -> None: ...
     def stop(self) -> None: ...
 
-    def exec_prefix(
-        self, *, user: str, env: Mapping[str, str], network: bool, interactive: bool
+    def prefix(
+        self, *, user: str, env: Mapping[str, str], home: str, network: bool, interactive: bool
     ) -> list[str]:
-        home = self.area / user
-        home.mkdir(parents=True, exist_ok=True)
-        return ["env", "-i", "-C", os.fspath(home), *(f"{k}={v}" for k, v in env.items())]
+        here = self.area / user
+        here.mkdir(parents=True, exist_ok=True)
+        return ["env", "-i", "-C", os.fspath(here), *(f"{k}={v}" for k, v in env.items())]
 
 
 @pytest.fixture

@@ -85,7 +85,7 @@ def test_lxcbr0_stopped_only_by_who_started_it(
 
 def test_attach_prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     t = make(tmp_path)
-    monkeypatch.setattr(LxcTarget, "_check_running", lambda self, user: None)
+    monkeypatch.setattr(LxcTarget, "check_ready", lambda self, user: None)
     monkeypatch.setattr(LxcTarget, "_state", lambda self: "RUNNING")
     argv = t.exec_prefix(
         user="debian", env={"HOME": "/home/debian", "A": "1"}, network=False, interactive=False
@@ -108,7 +108,7 @@ def test_attach_prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_execute_prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     t = make(tmp_path, lxc_execute=True)
-    monkeypatch.setattr(LxcTarget, "_check_running", lambda self, user: None)
+    monkeypatch.setattr(LxcTarget, "check_ready", lambda self, user: None)
     a = t.exec_prefix(user="root", env={}, network=True, interactive=False)
     b = t.exec_prefix(user="root", env={}, network=True, interactive=False)
     assert a[0] == "lxc-execute" and a[a.index("-f") + 1] == str(t.config_file)
