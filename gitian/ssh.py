@@ -246,8 +246,6 @@ class SshTarget(Target):
         if transport is None:
             raise self.unreachable(f"no SSH connection to the target at {self._where()}")
         log.debug(f"+ ssh {self.ssh_login}@{self._where()} {command}")
-        out = _sink(stdout, 1)
-        err = _sink(stderr, 2)
         try:
             chan = transport.open_session()
         except _NET_ERRORS as e:
@@ -262,29 +260,7 @@ class SshTarget(Target):
             else:
                 feeder = threading.Thread(target=_feed, args=(chan, stdin, failure), daemon=True)
                 feeder.start()
-            while True:
-                got = False
-                while chan.recv_ready():
-                    out(chan.recv(_CHUNK))
-                    got = True
-                while chan.recv_stderr_ready():
-                    err(chan.recv_stderr(_CHUNK))
-                    got = True
-                if (
-                    chan.exit_status_ready()
-                    and chan.eof_received
-                    and not (chan.recv_ready() or chan.recv_stderr_ready())
-                ):
-                    break
-                if chan.closed and not (chan.recv_ready() or chan.recv_stderr_ready()):
-                    break
-                if not transport.is_active():
-                    raise self.unreachable(
-                        f"lost the SSH connection to the target at {self._where()}"
-                    )
-                if not got:
-                    select.select([chan], [], [], 0.2)
-            status = chan.recv_exit_status() if chan.exit_status_ready() else -1
+            status = self._stream(chan, transport, _sink(stdout, 1), _sink(stderr, 2))
         except (OSError, EOFError, paramiko.SSHException) as e:
             if transport.is_active() and not isinstance(e, paramiko.SSHException):
                 raise  # ours, not the connection's (e.g. writing the output failed)
@@ -305,6 +281,34 @@ class SshTarget(Target):
                 )
             status = 255  # killed by a signal, as ssh(1) reports it
         return status
+
+    def _stream(
+        self,
+        chan: paramiko.Channel,
+        transport: paramiko.Transport,
+        out: Callable[[bytes], None],
+        err: Callable[[bytes], None],
+    ) -> int:
+        """Pass the channel's output on until the command has ended and all of
+        it was read; its exit status, or -1 when the channel closed without one."""
+        while True:
+            got = False
+            while chan.recv_ready():
+                out(chan.recv(_CHUNK))
+                got = True
+            while chan.recv_stderr_ready():
+                err(chan.recv_stderr(_CHUNK))
+                got = True
+            pending = chan.recv_ready() or chan.recv_stderr_ready()
+            if chan.exit_status_ready() and chan.eof_received and not pending:
+                break
+            if chan.closed and not pending:
+                break
+            if not transport.is_active():
+                raise self.unreachable(f"lost the SSH connection to the target at {self._where()}")
+            if not got:
+                select.select([chan], [], [], 0.2)
+        return chan.recv_exit_status() if chan.exit_status_ready() else -1
 
     def execute(self, cmd: Command) -> RunResult:
         command = remote_command(cmd.argv, user=cmd.user, env=cmd.env)
