@@ -17,8 +17,6 @@ The previous ``result/`` file, the caches and ``sigs/`` stay as they were.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import hashlib
 import os
 import shutil
@@ -30,16 +28,17 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from gitian import buildscript, hashing, inputs, log, scriptline
 from gitian.bootstrap import UPGRADE_MARKER
+from gitian.buildcache import BuildCaches
 from gitian.debcache import DebCache
 from gitian.descriptor import Descriptor
-from gitian.errors import BuildError, CommandError, GitianError, Interrupted, TargetError
+from gitian.errors import BuildError, GitianError, Interrupted
 from gitian.home import Home, target_bin
 from gitian.manifest import Report, dump_result, in_manifest_text
-from gitian.run import remove_tree, signals_held, write_atomic
+from gitian.run import remove_tree, write_atomic
 from gitian.targets.base import Target
 
 TargetFactory = Callable[[str, str], Target]
@@ -98,6 +97,7 @@ class Builder:
         self.opts = options
         self.make_target = make_target
         self.debs = DebCache(home)
+        self.caches = BuildCaches(home, desc.name)
         self.out = out if out is not None else sys.stdout
         self.timings: list[tuple[str, float, bool]] = []
 
@@ -171,8 +171,7 @@ class Builder:
         h.result.mkdir(parents=True, exist_ok=True)
         h.var.mkdir(parents=True, exist_ok=True)
         if d.enable_cache:
-            (h.cache / "common").mkdir(parents=True, exist_ok=True)
-            (h.cache / d.name).mkdir(parents=True, exist_ok=True)
+            self.caches.make()
 
     def record_inputs(self) -> tuple[str, str]:
         """Hash the input files and check out every remote (SPEC §3.2, §3.3);
@@ -239,7 +238,7 @@ class Builder:
 
     def prepare_build_area(self, target: Target) -> None:
         """init-build.sh, then the input files and the caches into the target."""
-        d, h = self.desc, self.home
+        d = self.desc
         with self.step("Preparing build environment"):
             target.run(
                 ["setarch", d.setarch(target.config.arch), "bash"],
@@ -248,9 +247,7 @@ class Builder:
             for f in d.files:
                 self._copy_input_file(target, f)
             if d.enable_cache:
-                for cache in (h.cache / d.name, h.cache / "common"):
-                    if cache.is_dir():
-                        target.copy_to(cache, "cache")
+                self.caches.copy_in(target)
 
     def install(self, target: Target, suite: str, arch: str) -> bytes:
         """The package step: everything apt does (output in var/install.log),
@@ -359,7 +356,8 @@ class Builder:
             rc = self._run_build_script(target, self.desc.setarch(arch))
             if rc != 0:
                 what = f"the build script failed for {suite} {arch} with exit status {rc}"
-                raise self._log_error(what + self._failed_line(params), self.build_log)
+                where = scriptline.describe(self.build_log, params, self.desc)
+                raise self._log_error(what + where, self.build_log)
 
     def collect_results(self, target: Target) -> None:
         """The target's out/ into build/; the caches back unless ``-o``."""
@@ -368,8 +366,7 @@ class Builder:
             target.copy_from("out", self.home.build)
         if d.enable_cache and not self.opts.cache_read_only:
             with self.step("Grabbing cache from target"):
-                for name in (d.name, "common"):
-                    self._grab_cache(target, name)
+                self.caches.copy_back(target)
 
     def write_report(self, in_manifest: str, base_manifests: list[tuple[str, str]]) -> BuildResult:
         """Hash the outputs and caches and write result/<name>-res.yml (SPEC §3.6)."""
@@ -378,14 +375,7 @@ class Builder:
             out_entries = hashing.hash_tree(h.build / "out", where="build/out")
             out_manifest = hashing.manifest_text(out_entries)
             self._print(out_manifest)
-            common = package = ""
-            if d.enable_cache:
-                common = hashing.manifest_text(
-                    hashing.hash_tree(h.cache / "common", where="cache/common")
-                )
-                package = hashing.manifest_text(
-                    hashing.hash_tree(h.cache / d.name, where=f"cache/{d.name}")
-                )
+            common, package = self.caches.manifests() if d.enable_cache else ("", "")
             report = Report(
                 out_manifest=out_manifest,
                 in_manifest=in_manifest,
@@ -488,7 +478,7 @@ class Builder:
         with open(script, "rb") as stdin, open(self.build_log, "wb") as blog:
             if self.opts.ci:
                 rfd, wfd = os.pipe()
-                tee = threading.Thread(target=_tee, args=(rfd, blog), daemon=True)
+                tee = threading.Thread(target=log.tee, args=(rfd, blog), daemon=True)
                 tee.start()
                 try:
                     res = target.run(
@@ -505,96 +495,6 @@ class Builder:
                 )  # fmt: skip
         return res.returncode
 
-    def _failed_line(self, params: buildscript.ScriptParams) -> str:
-        """Where in the descriptor's script the build stopped (bash -x's trace
-        in var/build.log, mapped back), as a clause for the error; or ''."""
-        try:
-            with open(self.build_log, encoding="utf-8", errors="replace") as f:
-                found = scriptline.locate(f, buildscript.build_script(params))
-        except OSError:
-            return ""
-        offset = buildscript.script_offset(params)
-        if found is None or found.line <= offset:
-            return ""
-        n = found.line - offset
-        start = scriptline.script_start(self.desc.raw)
-        at = f" ({self.desc.path.name}:{start + n - 1})" if start is not None else ""
-        text = found.text.strip()
-        text = text if len(text) <= 200 else text[:197] + "..."
-        return f", at line {n} of the descriptor's script{at}: {text}"
-
-    def _grab_cache(self, target: Target, name: str) -> None:
-        """Copy ``cache/<name>`` back beside the old one, then swap it in."""
-        dest = self.home.cache / name
-        tmp = Path(tempfile.mkdtemp(dir=self.home.cache, prefix=f".incoming-{name}-"))
-        try:
-            target.copy_from(f"cache/{name}", tmp)
-            new = tmp / name
-            if not new.is_dir():
-                raise TargetError(f"the target's cache/{name} did not come back as a directory")
-            _swap_dirs(new, dest)
-        finally:
-            with signals_held():
-                shutil.rmtree(tmp, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------
-# small helpers
-
-
-def _tee(rfd: int, logf: IO[bytes]) -> None:
-    with os.fdopen(rfd, "rb", buffering=0) as r:
-        while True:
-            chunk = r.read(65536)
-            if not chunk:
-                break
-            logf.write(chunk)
-            logf.flush()
-            try:
-                sys.stdout.buffer.write(chunk)
-                sys.stdout.buffer.flush()
-            except (OSError, ValueError):
-                pass
-
-
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def _renameat2_exchange(a: Path, b: Path) -> bool:
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
-        return False
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    fn: Any = getattr(libc, "renameat2", None)
-    if fn is None:
-        return False
-    rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
-    if rc != 0:
-        err = ctypes.get_errno()
-        if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: fall back
-            return False
-        raise OSError(err, os.strerror(err), os.fspath(b))
-    return True
-
-
-def _swap_dirs(new: Path, dest: Path) -> None:
-    """Put ``new`` in place of ``dest`` in one step; the old tree goes to ``new``."""
-    with signals_held():
-        if dest.exists():
-            if _renameat2_exchange(new, dest):
-                return
-            old = dest.with_name(f".old-{dest.name}-{os.getpid()}")
-            dest.rename(old)
-            try:
-                new.rename(dest)
-            except BaseException:
-                old.rename(dest)
-                raise
-            old.rename(new)
-        else:
-            new.rename(dest)
-
 
 def configurations(desc: Descriptor) -> list[tuple[str, str]]:
     """The (suite, arch) pairs in the order they are built."""
@@ -605,14 +505,3 @@ def overhead(timings: list[tuple[str, float, bool]], total: float) -> float:
     """gbuild's own time: ``total`` minus package installation and the user's script."""
     return total - sum(t for _, t, external in timings if external)
 
-
-__all__ = [
-    "BuildError",
-    "BuildOptions",
-    "BuildResult",
-    "Builder",
-    "CommandError",
-    "TargetFactory",
-    "configurations",
-    "overhead",
-]

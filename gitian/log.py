@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import IO, TextIO
 
 
 class _State:
@@ -66,6 +66,23 @@ def step(title: str) -> Iterator[None]:
         if not state.quiet:
             verdict = f"{elapsed:.1f}s" if ok else f"failed after {elapsed:.1f}s"
             print(f"{indent}{title} ... {verdict}", file=state.stream, flush=True)
+
+
+def tee(rfd: int, logf: IO[bytes]) -> None:
+    """Copy what comes on ``rfd`` to ``logf`` and to our stdout, as it comes
+    (gbuild's build log under CI); a closed stdout only stops the second."""
+    with os.fdopen(rfd, "rb", buffering=0) as r:
+        while True:
+            chunk = r.read(65536)
+            if not chunk:
+                break
+            logf.write(chunk)
+            logf.flush()
+            try:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+            except (OSError, ValueError):
+                pass
 
 
 def tail(path: Path | None, lines: int = 25) -> str:

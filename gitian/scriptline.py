@@ -24,9 +24,13 @@ import re
 import shlex
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
+
+from gitian.buildscript import ScriptParams, build_script, script_offset
+from gitian.descriptor import Descriptor
 
 #: PyYAML's C loader when it has one (the descriptor was checked by safeyaml before)
 _LOADER: Any = getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader
@@ -193,6 +197,26 @@ def _pattern(words: list[str]) -> re.Pattern[str] | None:
         else:  # only expansions: nothing, one word, or several after splitting
             parts.append("(?: .*?)?")
     return re.compile("".join(parts), re.S) if literal else None
+
+
+def describe(build_log: Path, params: ScriptParams, desc: Descriptor) -> str:
+    """Where in the descriptor's script a failed build stopped, as a clause
+    for the error (``, at line 3 of the descriptor's script (x.yml:41): make``),
+    or '' when the log does not tell."""
+    try:
+        with open(build_log, encoding="utf-8", errors="replace") as f:
+            found = locate(f, build_script(params))
+    except OSError:
+        return ""
+    offset = script_offset(params)
+    if found is None or found.line <= offset:
+        return ""  # gbuild's own lines, or nothing known
+    n = found.line - offset
+    start = script_start(desc.raw)
+    at = f" ({desc.path.name}:{start + n - 1})" if start is not None else ""
+    text = found.text.strip()
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return f", at line {n} of the descriptor's script{at}: {text}"
 
 
 def script_start(raw: bytes) -> int | None:

@@ -570,7 +570,7 @@ def test_disk_full_while_copying_caches_back_keeps_old_caches(world: World) -> N
 
 
 def test_cache_swap_replaces_whole_tree(tmp_path: Path) -> None:
-    from gitian.build import _swap_dirs
+    from gitian.buildcache import swap_dirs as _swap_dirs
 
     old = tmp_path / "cache"
     (old / "sub").mkdir(parents=True)
