@@ -199,7 +199,11 @@ class Builder:
         self, suite: str, arch: str, reference: str, *, keep: bool = False
     ) -> str:
         """One suite and architecture in a clean target (SPEC §3.4); returns
-        its base manifest.  ``keep``: leave the target running afterwards."""
+        its base manifest.  ``keep``: leave the target running afterwards.
+
+        The stack holds what the configuration starts (its target, and in a
+        variant of the flow e.g. a snapshot of it) and undoes it on the way
+        out, in reverse order, whatever ends the build."""
         for p in (self.install_log, self.build_log):
             p.unlink(missing_ok=True)
         with contextlib.ExitStack() as stack:
