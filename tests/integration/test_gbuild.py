@@ -154,7 +154,10 @@ def test_failing_script_says_where_on_bwrap(base_home: BaseHome, tmp_path: Path)
         f"for bookworm amd64 with exit status 1, at line 3 of the descriptor's script "
         f"(fails.yml:{line}): test -x hello/no-such-output; last lines of var/build.log:"
     ), r.stderr
-    assert "    + test -x hello/no-such-output" in r.stderr
+    lines = r.stderr.splitlines()
+    tail = lines[lines.index(errors[0]) + 1 :]
+    assert "      + make -C hello CC=gcc" in tail and "      + test -x hello/no-such-output" in tail
+    assert f"  whole log: {home.var / 'build.log'}" in tail
     assert "Traceback" not in r.stderr
     assert not home.result_file("gitian-example").exists()
     assert mounts_under(home.root) == []

@@ -11,7 +11,7 @@ import pytest
 
 from gitian import run as runmod
 from gitian.cli import entry
-from gitian.errors import CommandError, DescriptorError, ToolMissingError
+from gitian.errors import BuildError, CommandError, DescriptorError, ToolMissingError
 from gitian.home import Home
 from gitian.targets import BACKENDS, choose_backend, config_from_env
 from gitian.targets.kvm import KvmConfig
@@ -191,6 +191,30 @@ def test_entry_maps_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     code, err = _run_entry(cmd, [], capsys)
     assert code == 2 and "Missing argument" in err
+
+
+def test_entry_prints_each_line_of_a_message_on_its_own(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    @click.command()
+    def cmd() -> None:
+        raise BuildError(
+            "step: it failed; last lines of var/build.log:\n    + make\n    bad \x1b[31m\n"
+            "tool: error: forged\nwhole log: /x/build.log",
+            hint="read it\nmore",
+        )
+
+    code, err = _run_entry(cmd, [], capsys)
+    assert code == 1
+    assert err.splitlines() == [
+        "tool: error: step: it failed; last lines of var/build.log:",
+        "      + make",
+        "      bad \\x1b[31m",
+        "  tool: error: forged",  # a line of the message never passes for one of ours
+        "  whole log: /x/build.log",
+        "tool: hint: read it",
+        "  more",
+    ]
 
 
 def test_shims_exist_and_are_executable() -> None:
