@@ -20,8 +20,7 @@ from pathlib import Path
 
 from gitian.bootstrap import choose_mirror
 from gitian.home import Home
-from gitian.targets.base import TargetConfig
-from gitian.targets.kvm import KvmTarget
+from gitian.targets.kvm import KvmConfig, KvmTarget
 from gitian.vmimage import ImageSpec, build_image
 
 
@@ -39,10 +38,9 @@ def main() -> None:
         mirror = choose_mirror("debian", explicit=None, mirror_host=os.environ.get("MIRROR_HOST"))
         build_image(home, ImageSpec("debian", "bookworm", "amd64", 8192, mirror=mirror))
         print(f"image build: {time.monotonic() - t0:.1f}s")
-    extra = {"kvm_accel": a.accel} if a.accel else {}
-    cfg = TargetConfig(
+    cfg = KvmConfig(
         home=home, suite="bookworm", arch="amd64", distro="debian",
-        ssh_port=int(os.environ.get("VM_SSH_PORT", "2223")), extra=extra,
+        ssh_port=int(os.environ.get("VM_SSH_PORT", "2223")), kvm_accel=a.accel or None,
     )  # fmt: skip
     boots, stops = [], []
     for i in range(a.runs):

@@ -8,9 +8,14 @@ the bootstrap tool's default.  No mirror host name is written in this code.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from gitian import run as host
+from gitian.targets.base import PATH
 
 APT_SOURCES = Path("/etc/apt/sources.list")
 APT_SOURCES_D = Path("/etc/apt/sources.list.d")
@@ -26,20 +31,72 @@ BASE_PACKAGES = (
     "sudo",
 )
 LOCALE_PACKAGE = {"ubuntu": "language-pack-en", "debian": "locales-all"}
-VM_PACKAGES = (
-    "linux-image-{kernel_arch}",
-    "systemd-sysv",
-    "udev",
-    "openssh-server",
-    "iproute2",
-    "ifupdown",
-    "isc-dhcp-client",
-)
-REMOVED_PACKAGES = ("cron",)
+#: upgrade-system.sh leaves this on a target (or base) it has upgraded
+UPGRADE_MARKER = "/var/cache/gitian/initial-upgrade"
 
 
 def base_packages(distro: str) -> list[str]:
     return [*BASE_PACKAGES, LOCALE_PACKAGE.get(distro, "locales-all")]
+
+
+def components(distro: str) -> list[str]:
+    """The archive components a base uses."""
+    return ["main", "universe"] if distro == "ubuntu" else ["main"]
+
+
+def fixup_env(
+    *,
+    distro: str,
+    suite: str,
+    user: str,
+    container: bool,
+    mirror: str | None = None,
+    mirror_host: str | None = None,
+) -> dict[str, str]:
+    """What ``target-bin/bootstrap-fixup`` reads (see its header), for every
+    way it is run: in a new directory base, a VM image, a Docker build step, a
+    Vagrant provisioner, and in a clean target pointed at ``MIRROR_HOST``."""
+    env = {
+        "GITIAN_USER": user,
+        "GITIAN_CONTAINER": "1" if container else "0",
+        "GITIAN_SUITE": suite,
+        "GITIAN_COMPONENTS": " ".join(components(distro)),
+    }
+    if mirror:
+        env["GITIAN_MIRROR"] = mirror
+    if mirror_host:
+        env["MIRROR_HOST"] = mirror_host
+    return env
+
+
+def chroot_run(
+    root: Path,
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    input: bytes | None = None,
+    capture: bool = False,
+) -> bytes:
+    """Run ``argv`` as root in ``root`` with a private /proc (mount and pid
+    namespaces of its own, so nothing stays mounted on the host)."""
+    full = {
+        "PATH": PATH,
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+        "DEBIAN_FRONTEND": "noninteractive",
+    }
+    if env:
+        full.update(env)
+    cmd = [
+        "unshare", "--mount", "--pid", "--fork", "--kill-child",
+        f"--mount-proc={root / 'proc'}",
+        "--",
+        "chroot", os.fspath(root),
+        "/usr/bin/env", "-i", *(f"{k}={v}" for k, v in full.items()),
+        *argv,
+    ]  # fmt: skip
+    res = host.run(cmd, input=input, capture=capture)
+    return res.stdout or b""
 
 
 @dataclass(frozen=True)
@@ -156,9 +213,7 @@ def choose_mirror(distro: str, *, explicit: str | None, mirror_host: str | None)
 
 def bootstrap_tool() -> str | None:
     """mmdebstrap when installed (faster, no root needed for tarballs), else debootstrap."""
-    from gitian.run import which
-
     for tool in ("mmdebstrap", "debootstrap"):
-        if which(tool):
+        if host.which(tool):
             return tool
     return None

@@ -17,42 +17,34 @@ The previous ``result/`` file, the caches and ``sigs/`` stay as they were.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import hashlib
 import os
-import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
-from gitian import buildscript, hashing, inputs, log
+from gitian import buildscript, hashing, inputs, log, scriptline
+from gitian.bootstrap import UPGRADE_MARKER
+from gitian.buildcache import BuildCaches
+from gitian.debcache import DebCache
 from gitian.descriptor import Descriptor
-from gitian.errors import BuildError, CommandError, TargetError
+from gitian.errors import BuildError, GitianError, Interrupted
 from gitian.home import Home, target_bin
 from gitian.manifest import Report, dump_result, in_manifest_text
-from gitian.run import remove_tree, signals_held, write_atomic
+from gitian.run import remove_tree, write_atomic
 from gitian.targets.base import Target
 
 TargetFactory = Callable[[str, str], Target]
 """Makes the target for one configuration: ``(suite, arch) -> Target``."""
 
-ARCHIVES = "/var/cache/apt/archives"
-UPGRADE_MARKER = "/var/cache/gitian/initial-upgrade"
-DEB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+~_%:\-]*\.deb")
 LOG_TAIL = 20
-#: installed packages and their .deb file names, as target-bin/grab-packages.sh asks dpkg
-DPKG_FORMAT = (
-    "${db:Status-Abbrev} ${binary:Package}=${Version} ${Package}_${Version}_${Architecture}.deb\n"
-)
 
 
 @dataclass(frozen=True)
@@ -84,7 +76,12 @@ class BuildResult:
 
 class Builder:
     """Runs one descriptor through the whole flow.  ``out`` receives what the
-    classic tool printed on stdout (the out lines and the result's sha256)."""
+    classic tool printed on stdout (the out lines and the result's sha256).
+
+    Each step of SPEC §3 is one method, so a variant of the flow (several
+    rounds, a snapshot after the package step) is a different sequence of
+    the same calls.
+    """
 
     def __init__(
         self,
@@ -99,11 +96,10 @@ class Builder:
         self.home = home
         self.opts = options
         self.make_target = make_target
-        # .debs the current target held before the install steps (see _push_debs)
-        self._debs_before: set[str] = set()
+        self.debs = DebCache(home)
+        self.caches = BuildCaches(home, desc.name)
         self.out = out if out is not None else sys.stdout
         self.timings: list[tuple[str, float, bool]] = []
-        self._live: Target | None = None
 
     # -- helpers ------------------------------------------------------------
     @contextlib.contextmanager
@@ -121,6 +117,10 @@ class Builder:
                         f"{title}: {e.strerror or e}{where}",
                         hint="nothing was written to result/; caches and sigs/ are unchanged",
                     ) from e
+                except GitianError as e:  # say which step failed
+                    if not isinstance(e, Interrupted) and not e.message.startswith(title):
+                        e.message = f"{title}: {e.message}"
+                    raise
         finally:
             self.timings.append((title, time.monotonic() - start, external))
 
@@ -147,9 +147,22 @@ class Builder:
                 raise BuildError(f"target-bin/{script} is missing from this installation")
 
     def run(self) -> BuildResult:
-        d = self.desc
+        """The whole flow: check, record the inputs, build every configuration, report."""
         self.check()
-        h = self.home
+        self.prepare_home()
+        in_manifest, reference = self.record_inputs()
+        configs = configurations(self.desc)
+        base_manifests = []
+        for i, (suite, arch) in enumerate(configs):
+            log.info(f"--- Building for {suite} {arch} ---")
+            keep = self.opts.skip_cleanup and i == len(configs) - 1
+            manifest = self.build_configuration(suite, arch, reference, keep=keep)
+            base_manifests.append((f"{suite}-{arch}", manifest))
+        return self.write_report(in_manifest, base_manifests)
+
+    def prepare_home(self) -> None:
+        """Wipe build/, make result/ and var/, and the cache directories (SPEC §3.1)."""
+        d, h = self.desc, self.home
         if h.build.is_symlink() or h.build.is_file():
             h.build.unlink()
         elif h.build.exists():
@@ -158,9 +171,12 @@ class Builder:
         h.result.mkdir(parents=True, exist_ok=True)
         h.var.mkdir(parents=True, exist_ok=True)
         if d.enable_cache:
-            (h.cache / "common").mkdir(parents=True, exist_ok=True)
-            (h.cache / d.name).mkdir(parents=True, exist_ok=True)
+            self.caches.make()
 
+    def record_inputs(self) -> tuple[str, str]:
+        """Hash the input files and check out every remote (SPEC §3.2, §3.3);
+        return the input manifest and the reference date and time."""
+        d, h = self.desc, self.home
         with self.step("Hashing input files"):
             file_lines = inputs.file_lines(h, d.files)
         checked: list[inputs.CheckedOut] = []
@@ -177,37 +193,193 @@ class Builder:
         in_manifest = in_manifest_text(
             d.sha256, d.name, file_lines, [(c.commit, c.dir) for c in checked]
         )
-        reference = d.reference_datetime or checked[-1].author_date
+        return in_manifest, d.reference_datetime or checked[-1].author_date
 
-        base_manifests: list[tuple[str, str]] = []
-        try:
-            for suite in d.suites:
-                for arch in d.architectures:
-                    log.info(f"--- Building for {suite} {arch} ---")
-                    self._configuration(suite, arch, reference)
-                    manifest = (h.var / f"base-{suite}-{arch}.manifest").read_text(
-                        encoding="utf-8", errors="surrogateescape"
+    def build_configuration(
+        self, suite: str, arch: str, reference: str, *, keep: bool = False
+    ) -> str:
+        """One suite and architecture in a clean target (SPEC §3.4); returns
+        its base manifest.  ``keep``: leave the target running afterwards.
+
+        The stack holds what the configuration starts (its target, and in a
+        variant of the flow e.g. a snapshot of it) and undoes it on the way
+        out, in reverse order, whatever ends the build."""
+        for p in (self.install_log, self.build_log):
+            p.unlink(missing_ok=True)
+        with contextlib.ExitStack() as stack:
+            target = stack.enter_context(self.open_target(suite, arch, keep=keep))
+            self.allow_sudo(target)
+            self.prepare_build_area(target)
+            manifest = self.install(target, suite, arch)
+            params = self.write_build_script(target, arch, reference)
+            self.run_build_script(target, params, suite, arch)
+            self.collect_results(target)
+        return manifest.decode("utf-8", "surrogateescape")
+
+    def open_target(
+        self, suite: str, arch: str, *, keep: bool = False
+    ) -> contextlib.AbstractContextManager[Target]:
+        """A clean, started target for one configuration (unless ``--skip-image``,
+        the one left from before); stopped on the way out unless ``keep``."""
+        target = self.make_target(suite, arch)
+        return target.session(
+            reset=not self.opts.skip_image, keep=keep, ready_timeout=60.0, step=self.step
+        )
+
+    def allow_sudo(self, target: Target) -> None:
+        """With ``sudo: true`` and ``--allow-sudo``: passwordless sudo for the build user."""
+        if not (self.desc.sudo and self.opts.allow_sudo):
+            return
+        user = target.config.user
+        with self.step(f"Allowing sudo for {user}"):
+            line = f"%{user} ALL=(ALL) NOPASSWD: ALL\n".encode()
+            target.run(
+                ["tee", "-a", f"/etc/sudoers.d/{user}"],
+                user="root",
+                stdin=line,
+                stdout=subprocess.DEVNULL,
+            )
+
+    def prepare_build_area(self, target: Target) -> None:
+        """init-build.sh, then the input files and the caches into the target."""
+        d = self.desc
+        with self.step("Preparing build environment"):
+            target.run(
+                ["setarch", d.setarch(target.config.arch), "bash"],
+                stdin=(target_bin() / "init-build.sh").read_bytes(),
+            )
+            for f in d.files:
+                self._copy_input_file(target, f)
+            if d.enable_cache:
+                self.caches.copy_in(target)
+
+    def install(self, target: Target, suite: str, arch: str) -> bytes:
+        """The package step: everything apt does (output in var/install.log),
+        then the package manifest, written to var/ and returned."""
+        pushed = None
+        if not target.binds_package_cache:
+            with self.step("Restoring downloaded packages"):
+                archs = {"all", target.config.image_arch, *self.desc.multiarch}
+                pushed = self.debs.push(target, archs)
+        with self.install_log.open("ab") as ilog:
+            self.install_packages(target, ilog)
+            self.upgrade_system(target, ilog)
+            with self.step("Creating package manifest"):
+                manifest = self.debs.manifest(target)
+                if manifest is None:
+                    manifest = self._grab_packages(target, ilog)
+                write_atomic(self.home.var / f"base-{suite}-{arch}.manifest", manifest)
+        if pushed is not None:
+            with self.step("Saving downloaded packages"):
+                self.debs.pull(target, pushed)
+        return manifest
+
+    def install_packages(self, target: Target, ilog: IO[bytes]) -> None:
+        """multiarch, repositories, apt-get update, packages, repository
+        packages, alternatives, in the classic order."""
+        d = self.desc
+        if d.multiarch:
+            with self.step("Adding multiarch support (log in var/install.log)", external=True):
+                for a in d.multiarch:
+                    self._root(target, ilog, ["dpkg", "--add-architecture", a])
+        if d.repositories:
+            with self.step(
+                "Adding repositories to the sources list (log in var/install.log)", external=True
+            ):
+                for r in d.repositories:
+                    self._root(
+                        target, ilog, ["tee", "-a", "/etc/apt/sources.list"],
+                        stdin=(r.source + "\n").encode(),
+                    )  # fmt: skip
+        with self.step("Updating apt-get repository (log in var/install.log)", external=True):
+            self._root(target, ilog, ["apt-get", "update"], network=True)
+        if d.packages:
+            title = "Installing additional packages (log in var/install.log)"
+            with self.step(title, external=True):
+                self._root(
+                    target, ilog,
+                    ["apt-get", "--no-install-recommends", "-y", "install", *d.packages],
+                    network=True,
+                )  # fmt: skip
+        for r in d.repositories:
+            title = f"Installing additional packages from repository {r.distribution}"
+            with self.step(f"{title} (log in var/install.log)", external=True):
+                self._root(
+                    target, ilog,
+                    ["apt-get", "-t", r.distribution, "--no-install-recommends", "-y",
+                     "install", *r.packages],
+                    network=True,
+                )  # fmt: skip
+        if d.alternatives:
+            with self.step("Set alternatives (log in var/install.log)", external=True):
+                for alt in d.alternatives:
+                    self._root(
+                        target, ilog, ["update-alternatives", "--set", alt.package, alt.path]
                     )
-                    base_manifests.append((f"{suite}-{arch}", manifest))
-            if not self.opts.skip_cleanup and self._live is not None:
-                with self.step("Cleaning up target"):
-                    self._stop_live()
-        except BaseException:
-            self._stop_live_on_error()
-            raise
 
+    def upgrade_system(self, target: Target, ilog: IO[bytes]) -> None:
+        """upgrade-system.sh with ``--upgrade``, or when the target never was upgraded."""
+        if not (self.opts.upgrade or self._needs_upgrade(target)):
+            return
+        with self.step(
+            "Upgrading system, may take a while (log in var/install.log)", external=True
+        ):
+            self._root(
+                target, ilog, ["bash"], network=True,
+                stdin=(target_bin() / "upgrade-system.sh").read_bytes(),
+            )  # fmt: skip
+
+    def write_build_script(
+        self, target: Target, arch: str, reference: str
+    ) -> buildscript.ScriptParams:
+        """Copy the remotes into the target and write var/build-script."""
+        d, h, o = self.desc, self.home, self.opts
+        with self.step("Creating build script (var/build-script)"):
+            for remote in d.remotes:
+                target.copy_to(h.inputs / remote.dir, "build")
+            params = buildscript.ScriptParams(
+                name=d.name,
+                bits=d.bits(arch),
+                num_procs=o.num_procs,
+                memory_mib=o.memory_mib,
+                reference_datetime=reference,
+                script=d.script,
+                enable_cache=d.enable_cache,
+                remote_dirs=[r.dir for r in d.remotes],
+            )
+            text = buildscript.build_script(params)
+            write_atomic(h.var / "build-script", text.encode("utf-8"))
+        return params
+
+    def run_build_script(
+        self, target: Target, params: buildscript.ScriptParams, suite: str, arch: str
+    ) -> None:
+        """var/build-script with ``bash -x`` under setarch; output in var/build.log.
+        A failure names the line of the descriptor's script it stopped at."""
+        with self.step("Running build script (log in var/build.log)", external=True):
+            rc = self._run_build_script(target, self.desc.setarch(arch))
+            if rc != 0:
+                what = f"the build script failed for {suite} {arch} with exit status {rc}"
+                where = scriptline.describe(self.build_log, params, self.desc)
+                raise self._log_error(what + where, self.build_log)
+
+    def collect_results(self, target: Target) -> None:
+        """The target's out/ into build/; the caches back unless ``-o``."""
+        d = self.desc
+        with self.step("Grabbing results from target"):
+            target.copy_from("out", self.home.build)
+        if d.enable_cache and not self.opts.cache_read_only:
+            with self.step("Grabbing cache from target"):
+                self.caches.copy_back(target)
+
+    def write_report(self, in_manifest: str, base_manifests: list[tuple[str, str]]) -> BuildResult:
+        """Hash the outputs and caches and write result/<name>-res.yml (SPEC §3.6)."""
+        d, h = self.desc, self.home
         with self.step("Generating report"):
             out_entries = hashing.hash_tree(h.build / "out", where="build/out")
             out_manifest = hashing.manifest_text(out_entries)
             self._print(out_manifest)
-            common = package = ""
-            if d.enable_cache:
-                common = hashing.manifest_text(
-                    hashing.hash_tree(h.cache / "common", where="cache/common")
-                )
-                package = hashing.manifest_text(
-                    hashing.hash_tree(h.cache / d.name, where=f"cache/{d.name}")
-                )
+            common, package = self.caches.manifests() if d.enable_cache else ("", "")
             report = Report(
                 out_manifest=out_manifest,
                 in_manifest=in_manifest,
@@ -222,151 +394,6 @@ class Builder:
         self._print(f"{digest}  {path.name}\n")
         log.info("Done.")
         return BuildResult(report, path, digest, list(self.timings))
-
-    # -- targets ------------------------------------------------------------
-    def _stop_live(self) -> None:
-        t, self._live = self._live, None
-        if t is not None:
-            t.stop()
-
-    def _stop_live_on_error(self) -> None:
-        if self._live is None:
-            return
-        with signals_held():
-            try:
-                self._stop_live()
-            except Exception as e:  # the original error matters more
-                log.warn(f"stopping the target failed too: {e}")
-
-    def _configuration(self, suite: str, arch: str, reference: str) -> None:
-        d, h, o = self.desc, self.home, self.opts
-        for p in (self.install_log, self.build_log):
-            p.unlink(missing_ok=True)
-        target = self.make_target(suite, arch)
-        personality = d.setarch(arch)
-        with self.step("Stopping target if it is up"):
-            self._stop_live()
-            target.stop()
-        if not o.skip_image:
-            with self.step("Making a new image copy"):
-                target.reset()
-        self._live = target
-        with self.step("Starting target"):
-            target.start()
-        with self.step("Checking if target is up"):
-            target.wait_ready(60.0)
-        user = target.config.user
-
-        if d.sudo and o.allow_sudo:
-            with self.step(f"Allowing sudo for {user}"):
-                line = f"%{user} ALL=(ALL) NOPASSWD: ALL\n".encode()
-                target.run(
-                    ["tee", "-a", f"/etc/sudoers.d/{user}"],
-                    user="root",
-                    stdin=line,
-                    stdout=subprocess.DEVNULL,
-                )
-
-        with self.step("Preparing build environment"):
-            target.run(
-                ["setarch", personality, "bash"],
-                stdin=(target_bin() / "init-build.sh").read_bytes(),
-            )
-            for f in d.files:
-                self._copy_input_file(target, f)
-            if d.enable_cache:
-                for cache in (h.cache / d.name, h.cache / "common"):
-                    if cache.is_dir():
-                        target.copy_to(cache, "cache")
-
-        with self.install_log.open("ab") as ilog:
-            if not target.binds_package_cache:
-                with self.step("Restoring downloaded packages"):
-                    self._push_debs(target, arch)
-            if d.multiarch:
-                with self.step("Adding multiarch support (log in var/install.log)", external=True):
-                    for a in d.multiarch:
-                        self._root(target, ilog, ["dpkg", "--add-architecture", a])
-            if d.repositories:
-                with self.step(
-                    "Adding repositories to the sources list (log in var/install.log)",
-                    external=True,
-                ):
-                    for r in d.repositories:
-                        self._root(
-                            target, ilog, ["tee", "-a", "/etc/apt/sources.list"],
-                            stdin=(r.source + "\n").encode(),
-                        )  # fmt: skip
-            with self.step("Updating apt-get repository (log in var/install.log)", external=True):
-                self._root(target, ilog, ["apt-get", "update"], network=True)
-            if d.packages:
-                with self.step(
-                    "Installing additional packages (log in var/install.log)", external=True
-                ):
-                    self._root(
-                        target, ilog,
-                        ["apt-get", "--no-install-recommends", "-y", "install", *d.packages],
-                        network=True,
-                    )  # fmt: skip
-            for r in d.repositories:
-                title = f"Installing additional packages from repository {r.distribution}"
-                with self.step(f"{title} (log in var/install.log)", external=True):
-                    self._root(
-                        target, ilog,
-                        ["apt-get", "-t", r.distribution, "--no-install-recommends", "-y",
-                         "install", *r.packages],
-                        network=True,
-                    )  # fmt: skip
-            if d.alternatives:
-                with self.step("Set alternatives (log in var/install.log)", external=True):
-                    for alt in d.alternatives:
-                        self._root(
-                            target, ilog, ["update-alternatives", "--set", alt.package, alt.path]
-                        )
-            if o.upgrade or self._needs_upgrade(target):
-                with self.step(
-                    "Upgrading system, may take a while (log in var/install.log)", external=True
-                ):
-                    self._root(
-                        target, ilog, ["bash"], network=True,
-                        stdin=(target_bin() / "upgrade-system.sh").read_bytes(),
-                    )  # fmt: skip
-            with self.step("Creating package manifest"):
-                manifest = self._host_package_manifest(target)
-                if manifest is None:
-                    manifest = self._grab_packages(target, ilog)
-                write_atomic(h.var / f"base-{suite}-{arch}.manifest", manifest)
-            if not target.binds_package_cache:
-                with self.step("Saving downloaded packages"):
-                    self._pull_debs(target)
-
-        with self.step("Creating build script (var/build-script)"):
-            for remote in d.remotes:
-                target.copy_to(h.inputs / remote.dir, "build")
-            text = buildscript.build_script(
-                buildscript.ScriptParams(
-                    name=d.name,
-                    bits=d.bits(arch),
-                    num_procs=o.num_procs,
-                    memory_mib=o.memory_mib,
-                    reference_datetime=reference,
-                    script=d.script,
-                    enable_cache=d.enable_cache,
-                    remote_dirs=[r.dir for r in d.remotes],
-                )
-            )
-            write_atomic(h.var / "build-script", text.encode("utf-8"))
-
-        with self.step("Running build script (log in var/build.log)", external=True):
-            self._run_build_script(target, personality, suite, arch)
-
-        with self.step("Grabbing results from target"):
-            target.copy_from("out", h.build)
-
-        if d.enable_cache and not o.cache_read_only:
-            with self.step("Grabbing cache from target"):
-                for name in (d.name, "common"):
-                    self._grab_cache(target, name)
 
     # -- the steps' pieces ----------------------------------------------------
     def _root(
@@ -419,39 +446,13 @@ class Builder:
             )
         return res.stdout
 
-    def _host_package_manifest(self, target: Target) -> bytes | None:
-        """The same manifest as grab-packages.sh, hashed here when the target's
-        /var/cache/apt/archives is the host's .deb cache and already holds every
-        installed package: then it costs a dpkg-query and (memoised) hashing.
-        None when that is not the case; grab-packages.sh then does it all."""
-        if not target.binds_package_cache:
-            return None
-        res = target.run(["dpkg-query", "-W", "-f", DPKG_FORMAT], capture=True, check=False)
-        if res.returncode != 0:
-            return None
-        names = set()
-        for line in res.stdout.decode("utf-8", "replace").splitlines():
-            parts = line.split()
-            if len(parts) == 3 and parts[0] == "ii":
-                names.add(parts[2].replace(":", "%3a", 1))  # as apt names the file
-        cache = self.home.package_cache
-        if not names or not all(
-            DEB_NAME.fullmatch(n) and (cache / n).is_file() and not (cache / n).is_symlink()
-            for n in names
-        ):
-            return None
-        memo = _DebMemo(self.home.var / "cache" / "debs.sha256")
-        lines = [f"{memo.sha256(cache / n)}  {n}\n" for n in sorted(names, key=os.fsencode)]
-        memo.save()
-        return "".join(lines).encode()
-
     def _needs_upgrade(self, target: Target) -> bool:
         res = target.run(["test", "!", "-e", UPGRADE_MARKER], user="root", check=False)
         return res.returncode == 0
 
     def _log_error(self, what: str, logfile: Path) -> BuildError:
-        tail = _tail(logfile, LOG_TAIL)
-        rel = os.path.relpath(logfile, self.home.root)
+        tail = log.tail(logfile, LOG_TAIL).splitlines()
+        rel = logfile.relative_to(self.home.root)
         body = "".join(f"\n    {line}" for line in tail) if tail else "\n    (the log is empty)"
         return BuildError(
             f"{what}; last lines of {rel}:{body}\nwhole log: {logfile}",
@@ -468,20 +469,20 @@ class Builder:
         # A linked input is copied as the file it points to, under its own name.
         with tempfile.TemporaryDirectory(dir=self.home.var, prefix=".input-") as tmp:
             staged = Path(tmp) / name
-            real = os.path.realpath(src)
+            real = src.resolve()
             try:
-                os.link(real, staged)
+                staged.hardlink_to(real)
             except OSError:
                 shutil.copyfile(real, staged)
             target.copy_to(staged, "build")
 
-    def _run_build_script(self, target: Target, personality: str, suite: str, arch: str) -> None:
+    def _run_build_script(self, target: Target, personality: str) -> int:
         script = self.home.var / "build-script"
         argv = ["setarch", personality, "bash", "-x"]
         with open(script, "rb") as stdin, open(self.build_log, "wb") as blog:
             if self.opts.ci:
                 rfd, wfd = os.pipe()
-                tee = threading.Thread(target=_tee, args=(rfd, blog), daemon=True)
+                tee = threading.Thread(target=log.tee, args=(rfd, blog), daemon=True)
                 tee.start()
                 try:
                     res = target.run(
@@ -496,236 +497,7 @@ class Builder:
                     argv, stdin=stdin, stdout=blog, stderr=subprocess.STDOUT,
                     network=True, check=False,
                 )  # fmt: skip
-        if res.returncode != 0:
-            raise self._log_error(
-                f"the build script failed for {suite} {arch} with exit status {res.returncode}",
-                self.build_log,
-            )
-
-    def _grab_cache(self, target: Target, name: str) -> None:
-        """Copy ``cache/<name>`` back beside the old one, then swap it in."""
-        dest = self.home.cache / name
-        tmp = Path(tempfile.mkdtemp(dir=self.home.cache, prefix=f".incoming-{name}-"))
-        try:
-            target.copy_from(f"cache/{name}", tmp)
-            new = tmp / name
-            if not new.is_dir():
-                raise TargetError(f"the target's cache/{name} did not come back as a directory")
-            _swap_dirs(new, dest)
-        finally:
-            with signals_held():
-                shutil.rmtree(tmp, ignore_errors=True)
-
-    # -- the host-side .deb cache (for backends that cannot bind it) -----------
-    def _target_debs(self, target: Target) -> set[str]:
-        """The .deb file names in the target's /var/cache/apt/archives."""
-        listing = target.run(
-            [
-                "find",
-                ARCHIVES,
-                "-maxdepth",
-                "1",
-                "-type",
-                "f",
-                "-name",
-                "*.deb",
-                "-printf",
-                "%f\\n",
-            ],
-            user="root",
-            capture=True,
-        ).stdout.decode("utf-8", "replace")
-        return {n for n in listing.splitlines() if DEB_NAME.fullmatch(n)}
-
-    def _push_debs(self, target: Target, arch: str) -> None:
-        """Give the target the cached .debs it does not hold yet (a VM image
-        already carries its base's), and remember what it held."""
-        self._debs_before = self._target_debs(target)
-        cache = self.home.package_cache
-        if not cache.is_dir():
-            return
-        archs = {"all", target.config.image_arch, *self.desc.multiarch}
-        names = sorted(
-            e.name
-            for e in os.scandir(cache)
-            if e.is_file(follow_symlinks=False)
-            and DEB_NAME.fullmatch(e.name)
-            and e.name[:-4].rsplit("_", 1)[-1] in archs
-            and e.name not in self._debs_before
-        )
-        self._debs_before |= set(names)
-        if not names:
-            return
-        tar = subprocess.Popen(
-            ["tar", "-C", os.fspath(cache), "-cf", "-", "--", *names],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-        )
-        try:
-            assert tar.stdout is not None
-            target.run(
-                ["tar", "-C", ARCHIVES, "--no-same-owner", "-xf", "-"],
-                user="root",
-                stdin=tar.stdout,
-            )
-        finally:
-            if tar.stdout is not None:
-                tar.stdout.close()
-            if tar.poll() is None:
-                tar.kill()
-            tar.wait()
-
-    def _pull_debs(self, target: Target) -> None:
-        """Keep the .debs this build downloaded in the host cache."""
-        cache = self.home.package_cache
-        cache.mkdir(parents=True, exist_ok=True)
-        listing = self._target_debs(target) - self._debs_before
-        have = {e.name for e in os.scandir(cache)}
-        new = sorted(n for n in listing if n not in have)
-        if not new:
-            return
-        tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".incoming-"))
-        try:
-            rfd, wfd = os.pipe()
-            result: list[BaseException] = []
-            reader = threading.Thread(
-                target=_untar_debs, args=(rfd, tmp, set(new), result), daemon=True
-            )
-            reader.start()
-            try:
-                target.run(["tar", "-C", ARCHIVES, "-cf", "-", "--", *new], user="root", stdout=wfd)
-            finally:
-                os.close(wfd)
-                reader.join()
-            if result:
-                raise TargetError(f"saving downloaded packages failed: {result[0]}")
-            for n in new:
-                p = tmp / n
-                if p.is_file():
-                    os.replace(p, cache / n)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------
-# small helpers
-
-
-class _DebMemo:
-    """sha256 of .deb files in the shared cache, remembered by name, size,
-    mtime and inode (apt never rewrites a .deb in place)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.known: dict[str, tuple[str, str]] = {}
-        self.dirty = False
-        try:
-            for line in path.read_text(encoding="utf-8").splitlines():
-                name, key, sha = line.split("\t")
-                self.known[name] = (key, sha)
-        except (OSError, ValueError):
-            self.known = {}
-
-    def sha256(self, p: Path) -> str:
-        st = p.stat()
-        key = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
-        hit = self.known.get(p.name)
-        if hit is not None and hit[0] == key:
-            return hit[1]
-        sha = hashing.sha256_file(p)
-        self.known[p.name] = (key, sha)
-        self.dirty = True
-        return sha
-
-    def save(self) -> None:
-        if self.dirty:
-            text = "".join(f"{n}\t{k}\t{s}\n" for n, (k, s) in sorted(self.known.items()))
-            write_atomic(self.path, text.encode())
-            self.dirty = False
-
-
-def _tail(path: Path, n: int) -> list[str]:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 64 * 1024))
-            data = f.read()
-    except OSError:
-        return []
-    return data.decode("utf-8", "replace").rstrip("\n").splitlines()[-n:]
-
-
-def _tee(rfd: int, logf: IO[bytes]) -> None:
-    with os.fdopen(rfd, "rb", buffering=0) as r:
-        while True:
-            chunk = r.read(65536)
-            if not chunk:
-                break
-            logf.write(chunk)
-            logf.flush()
-            try:
-                sys.stdout.buffer.write(chunk)
-                sys.stdout.buffer.flush()
-            except (OSError, ValueError):
-                pass
-
-
-def _untar_debs(rfd: int, dest: Path, wanted: set[str], errors: list[BaseException]) -> None:
-    """Read a tar stream of .deb files; keep only regular files with expected names."""
-    try:
-        with os.fdopen(rfd, "rb") as r, tarfile.open(fileobj=r, mode="r|") as tf:
-            for member in tf:
-                if not member.isreg() or member.name not in wanted:
-                    continue
-                src = tf.extractfile(member)
-                if src is None:
-                    continue
-                with open(dest / member.name, "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
-    except BaseException as e:  # reported by the caller
-        errors.append(e)
-        with contextlib.suppress(OSError):
-            os.close(rfd)
-
-
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def _renameat2_exchange(a: Path, b: Path) -> bool:
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
-        return False
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    fn: Any = getattr(libc, "renameat2", None)
-    if fn is None:
-        return False
-    rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
-    if rc != 0:
-        err = ctypes.get_errno()
-        if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: fall back
-            return False
-        raise OSError(err, os.strerror(err), os.fspath(b))
-    return True
-
-
-def _swap_dirs(new: Path, dest: Path) -> None:
-    """Put ``new`` in place of ``dest`` in one step; the old tree goes to ``new``."""
-    with signals_held():
-        if dest.exists():
-            if _renameat2_exchange(new, dest):
-                return
-            old = dest.with_name(f".old-{dest.name}-{os.getpid()}")
-            os.rename(dest, old)
-            try:
-                os.rename(new, dest)
-            except BaseException:
-                os.rename(old, dest)
-                raise
-            os.rename(old, new)
-        else:
-            os.rename(new, dest)
+        return res.returncode
 
 
 def configurations(desc: Descriptor) -> list[tuple[str, str]]:
@@ -737,14 +509,3 @@ def overhead(timings: list[tuple[str, float, bool]], total: float) -> float:
     """gbuild's own time: ``total`` minus package installation and the user's script."""
     return total - sum(t for _, t, external in timings if external)
 
-
-__all__ = [
-    "BuildError",
-    "BuildOptions",
-    "BuildResult",
-    "Builder",
-    "CommandError",
-    "TargetFactory",
-    "configurations",
-    "overhead",
-]

@@ -31,7 +31,18 @@ def _puts(lines: list[str], text: str = "") -> None:
 
 
 def build_script(p: ScriptParams) -> str:
-    """The complete ``var/build-script``."""
+    """The complete ``var/build-script``: gbuild's lines, then the descriptor's script."""
+    out = _header(p)
+    _puts(out, p.script)
+    return "".join(out)
+
+
+def script_offset(p: ScriptParams) -> int:
+    """How many lines of the build script come before the descriptor's script."""
+    return "".join(_header(p)).count("\n")
+
+
+def _header(p: ScriptParams) -> list[str]:
     date, _, time = p.reference_datetime.partition(" ")
     out: list[str] = []
     _puts(out, "#!/bin/bash")
@@ -57,5 +68,4 @@ def build_script(p: ScriptParams) -> str:
     _puts(out, f"REFERENCE_TIME='{time}'")
     _puts(out)
     _puts(out, "cd build")
-    _puts(out, p.script)
-    return "".join(out)
+    return out

@@ -3,8 +3,8 @@
 Every host command is an argv list (never a shell string), runs with a
 predictable locale, is echoed as ``+ argv`` in debug mode, and on failure
 raises :class:`CommandError` carrying a command line the user can paste to
-rerun it.  Background processes are context managers that always stop what
-they started, by handle.
+rerun it.  Background processes (:func:`spawn`, :func:`pipe_from`) are
+context managers that always stop and reap what they started, by handle.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -99,20 +100,102 @@ def run(
     env: Mapping[str, str] | None = None,
     cwd: Arg | None = None,
     timeout: float | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``cmd`` and wait for it.
 
     ``capture=True`` collects stdout and stderr (as bytes).  ``env`` adds to
-    :func:`base_env`.  A non-zero exit raises :class:`CommandError` unless
+    :func:`base_env`.  ``pass_fds`` are inherited by the child (e.g. gpg's
+    ``--status-fd``).  A non-zero exit raises :class:`CommandError` unless
     ``check`` is false.  Ctrl-C kills the child before re-raising.
     """
-    argv = _argv(cmd)
-    log.debug("+ " + shlex.join(argv))
     if capture:
         stdout = subprocess.PIPE if stdout is None else stdout
         stderr = subprocess.PIPE if stderr is None else stderr
     if input is not None:
         stdin = subprocess.PIPE
+    with _started(
+        _argv(cmd), stdin, stdout, stderr, env, cwd, pass_fds, grace=5.0, background=False
+    ) as proc:
+        out, err = proc.communicate(input=input, timeout=timeout)
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    if check and proc.returncode != 0:
+        raise command_failed(result)
+    return result
+
+
+@contextmanager
+def spawn(
+    cmd: Sequence[Arg],
+    *,
+    env: Mapping[str, str] | None = None,
+    stdin: int | IO[Any] | None = subprocess.DEVNULL,
+    stdout: int | IO[Any] | None = None,
+    stderr: int | IO[Any] | None = None,
+    cwd: Arg | None = None,
+    grace: float = 10.0,
+    pass_fds: Sequence[int] = (),
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start ``cmd`` in the background for the length of the block.
+
+    On leaving, a child still running is stopped (TERM, then KILL after
+    ``grace`` seconds) and every child is reaped, so none is left behind or
+    becomes a zombie, whatever ends the block.
+    """
+    with _started(
+        _argv(cmd), stdin, stdout, stderr, env, cwd, pass_fds, grace=grace, background=True
+    ) as proc:
+        yield proc
+
+
+@contextmanager
+def pipe_from(
+    cmd: Sequence[Arg], *, env: Mapping[str, str] | None = None, cwd: Arg | None = None
+) -> Iterator[IO[bytes]]:
+    """The output of ``cmd`` (e.g. ``tar -cf -``) to read while it runs.
+
+    On leaving, our end of the pipe is closed and ``cmd`` waited for; if the
+    block failed it is stopped, and if the block succeeded but ``cmd`` did
+    not, :class:`CommandError` (with its stderr) is raised.
+    """
+    with (
+        tempfile.TemporaryFile() as err,
+        spawn(cmd, stdout=subprocess.PIPE, stderr=err, env=env, cwd=cwd) as proc,
+    ):
+        assert proc.stdout is not None
+        try:
+            yield proc.stdout
+        finally:
+            proc.stdout.close()
+        proc.wait()
+        if proc.returncode != 0:
+            err.seek(0)
+            done = subprocess.CompletedProcess(proc.args, proc.returncode, None, err.read())
+            raise command_failed(done)
+
+
+def pipeline(first: Sequence[Arg], second: Sequence[Arg]) -> None:
+    """Run ``first | second``; CommandError naming the one that failed (``first`` first)."""
+    with pipe_from(first) as stream:
+        res = run(second, stdin=stream, capture=True, check=False)
+    if res.returncode != 0:
+        raise command_failed(res)
+
+
+@contextmanager
+def _started(
+    argv: list[str],
+    stdin: int | IO[Any] | None,
+    stdout: int | IO[Any] | None,
+    stderr: int | IO[Any] | None,
+    env: Mapping[str, str] | None,
+    cwd: Arg | None,
+    pass_fds: Sequence[int],
+    *,
+    grace: float,
+    background: bool,
+) -> Iterator[subprocess.Popen[bytes]]:
+    log.debug("+ " + shlex.join(argv) + (" &" if background else ""))
     # A signal that lands while the child is being started would leave it
     # running unseen (a mount completing after clean-up looked): hold
     # SIGINT/SIGTERM until there is a handle to kill, then deliver them.
@@ -125,6 +208,7 @@ def run(
                 stderr=stderr,
                 env=base_env(env),
                 cwd=os.fspath(cwd) if cwd is not None else None,
+                pass_fds=tuple(pass_fds),
             )
         except FileNotFoundError:
             require(argv[0])
@@ -132,14 +216,12 @@ def run(
     try:
         for signum in pending:
             signal.raise_signal(signum)
-        out, err = proc.communicate(input=input, timeout=timeout)
-    except BaseException:
-        _kill(proc)
-        raise
-    result = subprocess.CompletedProcess(argv, proc.returncode, out, err)
-    if check and proc.returncode != 0:
-        raise command_failed(result)
-    return result
+        yield proc
+    finally:
+        _kill(proc, grace)
+        for f in (proc.stdin, proc.stdout, proc.stderr):
+            if f is not None:
+                f.close()
 
 
 def remove_tree(path: Arg) -> None:
@@ -204,6 +286,7 @@ def command_failed(result: subprocess.CompletedProcess[bytes]) -> CommandError:
 
 
 def _kill(proc: subprocess.Popen[Any], grace: float = 5.0) -> None:
+    """Stop ``proc`` if it still runs (TERM, KILL after ``grace``) and reap it."""
     if proc.poll() is not None:
         return
     try:
@@ -214,36 +297,6 @@ def _kill(proc: subprocess.Popen[Any], grace: float = 5.0) -> None:
         proc.wait()
     except ProcessLookupError:
         pass
-
-
-@contextmanager
-def spawn(
-    cmd: Sequence[Arg],
-    *,
-    env: Mapping[str, str] | None = None,
-    stdin: int | IO[Any] | None = subprocess.DEVNULL,
-    stdout: int | IO[Any] | None = None,
-    stderr: int | IO[Any] | None = None,
-    cwd: Arg | None = None,
-    grace: float = 10.0,
-    new_session: bool = False,
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Start a background process; on leaving, stop it (TERM, then KILL after ``grace``)."""
-    argv = _argv(cmd)
-    log.debug("+ " + shlex.join(argv) + " &")
-    proc = subprocess.Popen(
-        argv,
-        stdin=stdin,
-        stdout=stdout,
-        stderr=stderr,
-        env=base_env(env),
-        cwd=os.fspath(cwd) if cwd is not None else None,
-        start_new_session=new_session,
-    )
-    try:
-        yield proc
-    finally:
-        _kill(proc, grace)
 
 
 def is_root() -> bool:

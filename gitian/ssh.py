@@ -31,31 +31,29 @@ from __future__ import annotations
 import io
 import logging
 import os
-import re
 import select
 import shlex
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 import paramiko
 
 from gitian import log
-from gitian.errors import CommandError, TargetError
-from gitian.targets.base import RunResult, Target
+from gitian.errors import TargetError
+from gitian.log import tail
+from gitian.targets.base import ENV_NAME, Command, RunResult, Target, TargetConfig
 
 # paramiko logs every refused connection attempt with a traceback on ERROR,
 # which Python's last-resort handler would print while we are merely waiting.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 logging.getLogger("paramiko").propagate = False
 
-PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CHUNK = 1 << 16
 # Errors that mean "not reachable (yet)" rather than a bug of ours.
 _NET_ERRORS: tuple[type[BaseException], ...] = (
@@ -75,22 +73,6 @@ class _AcceptNew(paramiko.MissingHostKeyPolicy):
         return None
 
 
-def tail(path: Path | None, lines: int = 25) -> str:
-    """The last ``lines`` lines of ``path`` (a console log), or '' if unreadable."""
-    if path is None:
-        return ""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 64 * 1024))
-            data = f.read()
-    except OSError:
-        return ""
-    text = data.decode("utf-8", "replace").replace("\r", "")
-    return "\n".join(text.rstrip().splitlines()[-lines:])
-
-
 def remote_command(argv: Sequence[str], *, user: str, env: Mapping[str, str]) -> str:
     """The shell command line that runs ``argv`` as ``user`` (from a root login).
 
@@ -100,7 +82,7 @@ def remote_command(argv: Sequence[str], *, user: str, env: Mapping[str, str]) ->
     if not argv:
         raise TargetError("no command given")
     for name in env:
-        if not _ENV_NAME.match(name):
+        if not ENV_NAME.match(name):
             raise TargetError(f"invalid environment variable name {name!r}")
     words: list[str] = []
     if user != "root":
@@ -110,8 +92,18 @@ def remote_command(argv: Sequence[str], *, user: str, env: Mapping[str, str]) ->
     return shlex.join(words)
 
 
+@dataclass(frozen=True)
+class SshConfig(TargetConfig):
+    """The settings of a target reached over SSH."""
+
+    ssh_port: int = 2223  # VM_SSH_PORT
+
+
 class SshTarget(Target):
     """A target reached over SSH (see the module docstring for the contract)."""
+
+    config_type: ClassVar[type[TargetConfig]] = SshConfig
+    config: SshConfig
 
     ssh_host: str = "127.0.0.1"
     #: the account we log in as; other users are reached with sudo
@@ -232,10 +224,6 @@ class SshTarget(Target):
             delay = min(delay * 1.5, 5.0)
 
     # -- commands ------------------------------------------------------------
-    def user_env(self, user: str) -> dict[str, str]:
-        home = "/root" if user == "root" else f"/home/{user}"
-        return {"HOME": home, "USER": user, "LOGNAME": user, "PATH": PATH, "LANG": "C.UTF-8"}
-
     def exec_command(
         self,
         command: str,
@@ -258,8 +246,6 @@ class SshTarget(Target):
         if transport is None:
             raise self.unreachable(f"no SSH connection to the target at {self._where()}")
         log.debug(f"+ ssh {self.ssh_login}@{self._where()} {command}")
-        out = _sink(stdout, 1)
-        err = _sink(stderr, 2)
         try:
             chan = transport.open_session()
         except _NET_ERRORS as e:
@@ -274,29 +260,7 @@ class SshTarget(Target):
             else:
                 feeder = threading.Thread(target=_feed, args=(chan, stdin, failure), daemon=True)
                 feeder.start()
-            while True:
-                got = False
-                while chan.recv_ready():
-                    out(chan.recv(_CHUNK))
-                    got = True
-                while chan.recv_stderr_ready():
-                    err(chan.recv_stderr(_CHUNK))
-                    got = True
-                if (
-                    chan.exit_status_ready()
-                    and chan.eof_received
-                    and not (chan.recv_ready() or chan.recv_stderr_ready())
-                ):
-                    break
-                if chan.closed and not (chan.recv_ready() or chan.recv_stderr_ready()):
-                    break
-                if not transport.is_active():
-                    raise self.unreachable(
-                        f"lost the SSH connection to the target at {self._where()}"
-                    )
-                if not got:
-                    select.select([chan], [], [], 0.2)
-            status = chan.recv_exit_status() if chan.exit_status_ready() else -1
+            status = self._stream(chan, transport, _sink(stdout, 1), _sink(stderr, 2))
         except (OSError, EOFError, paramiko.SSHException) as e:
             if transport.is_active() and not isinstance(e, paramiko.SSHException):
                 raise  # ours, not the connection's (e.g. writing the output failed)
@@ -318,105 +282,50 @@ class SshTarget(Target):
             status = 255  # killed by a signal, as ssh(1) reports it
         return status
 
-    def run(
+    def _stream(
         self,
-        argv: Sequence[str],
-        *,
-        user: str | None = None,
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | IO[bytes] | None = None,
-        stdout: IO[bytes] | int | None = None,
-        stderr: IO[bytes] | int | None = None,
-        capture: bool = False,
-        check: bool = True,
-        network: bool = False,
-    ) -> RunResult:
-        u = user or self.config.user
-        full_env = self.user_env(u)
-        if env:
-            full_env.update(env)
-        command = remote_command(argv, user=u, env=full_env)
+        chan: paramiko.Channel,
+        transport: paramiko.Transport,
+        out: Callable[[bytes], None],
+        err: Callable[[bytes], None],
+    ) -> int:
+        """Pass the channel's output on until the command has ended and all of
+        it was read; its exit status, or -1 when the channel closed without one."""
+        while True:
+            got = False
+            while chan.recv_ready():
+                out(chan.recv(_CHUNK))
+                got = True
+            while chan.recv_stderr_ready():
+                err(chan.recv_stderr(_CHUNK))
+                got = True
+            pending = chan.recv_ready() or chan.recv_stderr_ready()
+            if chan.exit_status_ready() and chan.eof_received and not pending:
+                break
+            if chan.closed and not pending:
+                break
+            if not transport.is_active():
+                raise self.unreachable(f"lost the SSH connection to the target at {self._where()}")
+            if not got:
+                select.select([chan], [], [], 0.2)
+        return chan.recv_exit_status() if chan.exit_status_ready() else -1
+
+    def execute(self, cmd: Command) -> RunResult:
+        command = remote_command(cmd.argv, user=cmd.user, env=cmd.env)
+        stdout, stderr = cmd.stdout, cmd.stderr
         outbuf = io.BytesIO()
         errbuf = io.BytesIO()
         # As subprocess: PIPE collects into the result, STDOUT merges stderr.
         o: IO[bytes] | int | None = stdout
         e: IO[bytes] | int | None = stderr
-        if (capture and stdout is None) or stdout == subprocess.PIPE:
+        if (cmd.capture and stdout is None) or stdout == subprocess.PIPE:
             o = outbuf
-        if (capture and stderr is None) or stderr == subprocess.PIPE:
+        if (cmd.capture and stderr is None) or stderr == subprocess.PIPE:
             e = errbuf
         elif stderr == subprocess.STDOUT:
             e = o
-        status = self.exec_command(command, stdin=stdin, stdout=o, stderr=e)
-        res = RunResult(status, outbuf.getvalue(), errbuf.getvalue())
-        if check and status != 0:
-            raise CommandError(
-                f"on {self.name} target, as {u}: {shlex.join(argv)} exited {status}",
-                argv=list(argv),
-                returncode=status,
-                output=(res.stderr or res.stdout).decode("utf-8", "replace")[-4000:],
-            )
-        return res
-
-    # -- copies --------------------------------------------------------------
-    def copy_to(self, src: Path, dest: str, *, user: str | None = None) -> None:
-        """Tar ``src`` on the host and untar it as ``user`` under ``dest``
-        (relative to the user's home), so the copy is owned by ``user``."""
-        u = user or self.config.user
-        src = Path(src)
-        if not src.exists():
-            raise TargetError(f"copy-to-target: {src} does not exist")
-        script = (
-            'set -e; d="$1"; mkdir -p -- "$d"; '
-            'if [ -d "$d" ]; then exec tar -C "$d" --no-same-owner -xf -; '
-            'else echo "not a directory: $d" >&2; exit 1; fi'
-        )
-        tar = ["tar", "-C", os.fspath(src.parent), "--numeric-owner", "-cf", "-", "--", src.name]
-        with _host_proc(tar, into=True) as proc:
-            assert proc.stdout is not None
-            res = self.run(
-                ["sh", "-c", script, "copy-to", dest or "."],
-                user=u,
-                stdin=proc.stdout,
-                capture=True,
-                check=False,
-            )
-        self._copy_result("copy-to-target", res, proc)
-
-    def copy_from(self, src: str, dest: Path, *, user: str | None = None) -> None:
-        """Tar ``src`` (relative to the user's home) as ``user`` on the target
-        and untar it into the host directory ``dest``, owned by us."""
-        u = user or self.config.user
-        dest = Path(dest)
-        dest.mkdir(parents=True, exist_ok=True)
-        parent, _, base = src.rstrip("/").rpartition("/")
-        if not base:
-            raise TargetError(f"copy-from-target: cannot copy {src!r}")
-        parent = parent or ("/" if src.startswith("/") else ".")
-        script = 'set -e; cd -- "$1"; exec tar --numeric-owner -cf - -- "$2"'
-        untar = ["tar", "-C", os.fspath(dest), "--no-same-owner", "-xf", "-"]
-        with _host_proc(untar, into=False) as proc:
-            assert proc.stdin is not None
-            errbuf = io.BytesIO()
-            try:
-                res = self.run(
-                    ["sh", "-c", script, "copy-from", parent, base],
-                    user=u,
-                    stdout=proc.stdin,
-                    stderr=errbuf,
-                    check=False,
-                )
-            finally:
-                proc.stdin.close()
-            proc.wait()
-        res = RunResult(res.returncode, b"", errbuf.getvalue())
-        self._copy_result("copy-from-target", res, proc)
-
-    def _copy_result(self, what: str, res: RunResult, proc: subprocess.Popen[bytes]) -> None:
-        host_err = proc.stderr.read() if proc.stderr is not None else b""
-        if res.returncode or proc.returncode:
-            msg = (res.stderr + host_err).decode("utf-8", "replace").strip()
-            raise TargetError(f"{what} failed: {msg[-2000:] or 'tar failed'}")
+        status = self.exec_command(command, stdin=cmd.stdin, stdout=o, stderr=e)
+        return RunResult(status, outbuf.getvalue(), errbuf.getvalue())
 
 
 # -- helpers ---------------------------------------------------------------------
@@ -469,26 +378,3 @@ def _feed(chan: paramiko.Channel, stdin: bytes | IO[bytes], failure: list[BaseEx
         # The remote side closed early (it exited), or our end of the input
         # was closed after the command finished; the exit status tells the story.
         failure.append(e)
-
-
-@contextmanager
-def _host_proc(argv: list[str], *, into: bool) -> Iterator[subprocess.Popen[bytes]]:
-    """A host tar on one end of a copy; killed if the copy fails half-way."""
-    log.debug("+ " + shlex.join(argv))
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL if into else subprocess.PIPE,
-        stdout=subprocess.PIPE if into else subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        yield proc
-        if into:
-            proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for f in (proc.stdout, proc.stdin):
-            if f is not None and not f.closed:
-                f.close()

@@ -21,6 +21,7 @@ partition table), so the kernel command line names ``root=/dev/vda``.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import shutil
 import tempfile
@@ -56,7 +57,6 @@ MASKED_UNITS = (
     "cron.service",
     "getty-static.service",
 )
-UPGRADE_MARKER = "/var/cache/gitian/initial-upgrade"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 _SUITE_RE = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 
@@ -97,9 +97,6 @@ class ImageSpec:
             *self.extra_packages,
         ]
         return list(dict.fromkeys(pkgs))
-
-    def components(self) -> str:
-        return "main,universe" if self.distro == "ubuntu" else "main"
 
 
 @dataclass(frozen=True)
@@ -166,12 +163,14 @@ def ensure_ssh_key(home: Home) -> Path:
 
 def mmdebstrap_argv(spec: ImageSpec, rootdir: Path) -> list[str]:
     """The bootstrap command.  Hooks are fixed strings: no user value goes into a shell."""
+    marker = bootstrap.UPGRADE_MARKER
+    marker_dir = posixpath.dirname(marker)
     argv = [
         "mmdebstrap",
         "--mode=root",
         "--variant=minbase",
         f"--architectures={spec.arch}",
-        f"--components={spec.components()}",
+        f"--components={','.join(bootstrap.components(spec.distro))}",
         f"--include={','.join(spec.packages())}",
         "--dpkgopt=path-exclude=/usr/share/doc/*",
         "--dpkgopt=path-include=/usr/share/doc/*/copyright",
@@ -183,7 +182,7 @@ def mmdebstrap_argv(spec: ImageSpec, rootdir: Path) -> list[str]:
         # upgrades again; the marker tells upgrade-system.sh it was done.
         '--customize-hook=chroot "$1" apt-get -y -q -o Dpkg::Options::=--force-confold '
         "dist-upgrade",
-        '--customize-hook=mkdir -p "$1/var/cache/gitian" && touch "$1' + UPGRADE_MARKER + '"',
+        f'--customize-hook=mkdir -p "$1{marker_dir}" && touch "$1{marker}"',
         # A small initrd for direct kernel boot: only what mounts the root.
         "--customize-hook=printf 'MODULES=list\\nCOMPRESS=lz4\\n' "
         '> "$1/etc/initramfs-tools/conf.d/gitian"',
@@ -199,50 +198,43 @@ def mmdebstrap_argv(spec: ImageSpec, rootdir: Path) -> list[str]:
     return argv
 
 
+#: files a VM base gets as they are (path, text)
+VM_FILES = (
+    ("/etc/hostname", "gitian\n"),
+    (
+        "/etc/hosts",
+        "127.0.0.1\tlocalhost\n127.0.1.1\tgitian\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+    ),
+    ("/etc/fstab", "/dev/vda\t/\text4\trw,errors=remount-ro\t0\t1\n"),
+    # qemu's user network: DHCP on the first NIC, DNS at 10.0.2.3.
+    (
+        "/etc/systemd/network/10-gitian.network",
+        "[Match]\nName=e*\n\n[Network]\nDHCP=ipv4\nIPv6AcceptRA=no\nLinkLocalAddressing=no\n",
+    ),
+    ("/etc/resolv.conf", "nameserver 10.0.2.3\n"),
+    (
+        "/etc/ssh/sshd_config.d/gitian.conf",
+        "UseDNS no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n",
+    ),
+)
+
+
 def customise(root: Path, spec: ImageSpec, pubkey: bytes) -> None:
     """Make the bootstrapped tree a bootable, reachable build VM."""
-    user = spec.user
-
-    def put(rel: str, data: str | bytes, mode: int = 0o644) -> None:
+    for rel, text in VM_FILES:
         p = root / rel.lstrip("/")
         p.parent.mkdir(parents=True, exist_ok=True)
         p.unlink(missing_ok=True)  # e.g. a dangling resolv.conf symlink
-        p.write_bytes(data.encode() if isinstance(data, str) else data)
-        os.chmod(p, mode)
-
-    put("/etc/hostname", "gitian\n")
-    put(
-        "/etc/hosts",
-        "127.0.0.1\tlocalhost\n127.0.1.1\tgitian\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-    )
-    put("/etc/fstab", "/dev/vda\t/\text4\trw,errors=remount-ro\t0\t1\n")
-    # qemu's user network: DHCP on the first NIC, DNS at 10.0.2.3.
-    put(
-        "/etc/systemd/network/10-gitian.network",
-        "[Match]\nName=e*\n\n[Network]\nDHCP=ipv4\nIPv6AcceptRA=no\nLinkLocalAddressing=no\n",
-    )
-    put("/etc/resolv.conf", "nameserver 10.0.2.3\n")
-    put(
-        "/etc/ssh/sshd_config.d/gitian.conf",
-        "UseDNS no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n",
-    )
-
-    chroot = ["chroot", os.fspath(root)]
+        p.write_text(text)
+        p.chmod(0o644)
     # The shared fix-up (SPEC §8): apt sources, hosts entry, keep-debs; not a container.
-    fixup_env = {
-        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-        "GITIAN_USER": user,
-        "GITIAN_CONTAINER": "0",
-        "GITIAN_SUITE": spec.suite,
-        "GITIAN_COMPONENTS": spec.components().replace(",", " "),
-    }
-    if spec.mirror:
-        fixup_env["GITIAN_MIRROR"] = spec.mirror
-    run(
-        [*chroot, "env", "-i", *(f"{k}={v}" for k, v in fixup_env.items()), "sh", "-s"],
-        input=(target_bin() / "bootstrap-fixup").read_bytes(),
-        capture=True,
+    user = spec.user
+    env = bootstrap.fixup_env(
+        distro=spec.distro, suite=spec.suite, user=user, container=False, mirror=spec.mirror
     )
+    script = (target_bin() / "bootstrap-fixup").read_bytes()
+    bootstrap.chroot_run(root, ["sh", "-s"], env=env, input=script, capture=True)
+    chroot = ["chroot", os.fspath(root)]
     if run([*chroot, "id", "-u", user], check=False, capture=True).returncode != 0:
         run([*chroot, "useradd", "--create-home", "--shell", "/bin/bash", "--user-group", user])
     run([*chroot, "systemctl", "enable", "systemd-networkd.service"], capture=True)
@@ -250,7 +242,12 @@ def customise(root: Path, spec: ImageSpec, pubkey: bytes) -> None:
     run([*chroot, "systemctl", "set-default", "multi-user.target"], capture=True)
     # Host keys were generated by openssh-server's postinst; make sure.
     run([*chroot, "ssh-keygen", "-A"], capture=True)
+    _authorize(root, user, pubkey)
 
+
+def _authorize(root: Path, user: str, pubkey: bytes) -> None:
+    """``pubkey`` in root's and the build user's ``authorized_keys``."""
+    chroot = ["chroot", os.fspath(root)]
     uid_gid = run([*chroot, "sh", "-c", 'id -u "$1"; id -g "$1"', "sh", user], capture=True)
     uid, gid = (int(x) for x in uid_gid.stdout.split())
     for home_dir, owner in ((root / "root", (0, 0)), (root / "home" / user, (uid, gid))):
@@ -258,7 +255,7 @@ def customise(root: Path, spec: ImageSpec, pubkey: bytes) -> None:
         ssh.mkdir(mode=0o700, exist_ok=True)
         ak = ssh / "authorized_keys"
         ak.write_bytes(pubkey if pubkey.endswith(b"\n") else pubkey + b"\n")
-        os.chmod(ak, 0o600)
+        ak.chmod(0o600)
         for p in (ssh, ak):
             os.chown(p, *owner)
 

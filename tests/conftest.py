@@ -10,13 +10,41 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from testdata import COMPAT
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def wait_until(
+    condition: Callable[[], T], *, timeout: float, what: str, interval: float = 0.05
+) -> T:
+    """Poll ``condition`` until it returns something true and return that;
+    fail naming ``what`` once ``timeout`` seconds have passed.  Tests wait on
+    the state they need (a file, a process, a pid gone), never a fixed time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+def pid_gone(pid: int) -> bool:
+    """``pid`` has ended (gone, or a zombie its parent has not reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X")
 
 
 def strict_skips() -> bool:

@@ -28,13 +28,22 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
 
 def fail(prog: str, err: GitianError) -> NoReturn:
     """Print an expected failure in the house format and exit with its code."""
-    click.echo(f"{prog}: error: {printable(err.message)}", err=True)
+    _echo(f"{prog}: error: ", err.message)
     if isinstance(err, CommandError) and err.output:
         for line in err.output.rstrip().split("\n")[-15:]:
             click.echo(f"    {printable(line)}", err=True)
     if err.hint:
-        click.echo(f"{prog}: hint: {printable(err.hint)}", err=True)
+        _echo(f"{prog}: hint: ", err.hint)
     sys.exit(err.exit_code)
+
+
+def _echo(label: str, text: str) -> None:
+    """``text`` after ``label``; more lines (a log's tail) each on a line of
+    its own, indented, so none can pass for a line of ours."""
+    first, *rest = text.split("\n")
+    click.echo(label + printable(first), err=True)
+    for line in rest:
+        click.echo("  " + printable(line), err=True)
 
 
 def entry(command: click.Command, prog: str | None = None) -> Callable[..., NoReturn]:

@@ -15,7 +15,7 @@ from gitian.descriptor import load, parse_assignments
 from gitian.errors import ToolMissingError
 from gitian.home import Home
 from gitian.targets import backend_class, choose_backend, config_from_env, make_target
-from gitian.targets.base import Target
+from gitian.targets.base import Target, TargetConfig
 
 CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
 
@@ -117,9 +117,10 @@ def cli(
         # With Docker the digests stand in for the suite names (classic behaviour).
         desc = replace(desc, suites=desc.docker_image_digests)
 
-    def make(suite: str, arch: str) -> Target:
-        config = config_from_env(
+    def config(suite: str, arch: str) -> TargetConfig:
+        return config_from_env(
             home,
+            backend=name,
             suite=suite,
             arch=arch,
             env=env,
@@ -127,7 +128,9 @@ def cli(
             memory_mib=memory,
             nprocs=num_make,
         )
-        return make_target(name, config)
+
+    def make(suite: str, arch: str) -> Target:
+        return make_target(name, config(suite, arch))
 
     options = BuildOptions(
         allow_sudo=allow_sudo,
@@ -145,7 +148,8 @@ def cli(
     )
     builder = Builder(desc, home, options, make)
     builder.check()  # bad input is reported before anything is stopped or started
-    reason = backend_class(name).unavailable_reason()
+    first = config(desc.suites[0], desc.architectures[0])
+    reason = backend_class(name).unavailable_reason(config=first)
     if reason:
         raise ToolMissingError(f"the {name} backend cannot run here: {reason}")
     _stop_recorded_target(home)
@@ -161,11 +165,15 @@ def _stop_recorded_target(home: Home) -> None:
     state = targettools.TargetState.load(home)
     if state is None:
         return
-    cls = backend_class(state.backend)
-    if cls.unavailable_reason() is None:
-        config = config_from_env(
-            home, suite=state.suite, arch=state.arch, env=os.environ, distro=state.distro
-        )
+    config = config_from_env(
+        home,
+        backend=state.backend,
+        suite=state.suite,
+        arch=state.arch,
+        env=os.environ,
+        distro=state.distro,
+    )
+    if backend_class(state.backend).unavailable_reason(config=config) is None:
         with log.step("Stopping target left running"):
             make_target(state.backend, config).stop()
     targettools.TargetState.remove(home)

@@ -91,11 +91,10 @@ def _target(
             "no target is started here (no var/target.json)",
             hint="run start-target BITS SUITE-ARCH first, or set LXC_SUITE and LXC_ARCH",
         )
-    cls = backend_class(name)
-    reason = cls.unavailable_reason()
+    config = config_from_env(home, backend=name, suite=suite, arch=arch, env=env, distro=distro)
+    reason = backend_class(name).unavailable_reason(config=config)
     if reason:
         raise ToolMissingError(f"the {name} backend cannot run here: {reason}")
-    config = config_from_env(home, suite=suite, arch=arch, env=env, distro=distro)
     return name, make_target(name, config)
 
 
@@ -156,13 +155,14 @@ def make_base_vm_cmd(
         mirror=mirror,
         docker_image_hash=docker_image_hash,
     )
-    cls = backend_class(name)
+    home = Home.find(workdir)
+    config = config_from_env(
+        home, backend=name, suite=options.suite, arch=options.arch, env=env, distro=distro
+    )
     # Everything the host lacks is said before anything starts.
-    reason = cls.unavailable_reason(for_base=True)
+    reason = backend_class(name).unavailable_reason(for_base=True, config=config)
     if reason:
         raise ToolMissingError(f"cannot make a base for the {name} backend: {reason}")
-    home = Home.find(workdir)
-    config = config_from_env(home, suite=options.suite, arch=options.arch, env=env, distro=distro)
     with log.step(f"make-base-vm ({name}, {distro} {suite} {options.arch})"):
         make_target(name, config).make_base(options)
 

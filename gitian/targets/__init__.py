@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
 
 from gitian.errors import UsageError
 from gitian.home import Home
@@ -56,6 +58,7 @@ def backend_class(name: str) -> type[Target]:
 def config_from_env(
     home: Home,
     *,
+    backend: str,
     suite: str,
     arch: str,
     env: Mapping[str, str],
@@ -63,42 +66,74 @@ def config_from_env(
     memory_mib: int | None = None,
     nprocs: int | None = None,
 ) -> TargetConfig:
-    """Read the classic environment variables once, at the edge."""
-
-    def num(var: str, default: int) -> int:
-        v = env.get(var)
-        if not v:
-            return default
-        try:
-            n = int(v)
-        except ValueError:
-            raise UsageError(f"{var} must be a number, not {v!r}") from None
-        if n <= 0:
-            raise UsageError(f"{var} must be positive, not {v!r}")
-        return n
-
-    cli = env.get("GITIAN_CONTAINER_CLI", "docker") or "docker"
-    if cli not in ("docker", "podman"):
-        raise UsageError(f"GITIAN_CONTAINER_CLI must be docker or podman, not {cli!r}")
-    return TargetConfig(
+    """``backend``'s configuration: the classic environment variables, read
+    once, here at the edge (no backend reads the environment itself)."""
+    shared = TargetConfig(
         home=home,
         suite=suite,
         arch=arch,
         distro=distro or env.get("DISTRO") or "ubuntu",
-        memory_mib=memory_mib if memory_mib is not None else num("VMEM", 2000),
-        nprocs=nprocs if nprocs is not None else num("NPROCS", 2),
-        lxc_bridge=env.get("LXC_BRIDGE") or None,
-        lxc_guest_ip=env.get("LXC_GUEST_IP") or "10.0.2.5",
-        host_ip=env.get("GITIAN_HOST_IP") or "10.0.2.2",
-        lxc_execute=_truthy(env.get("LXC_EXECUTE")),
+        memory_mib=memory_mib if memory_mib is not None else _number(env, "VMEM", 2000),
+        nprocs=nprocs if nprocs is not None else _number(env, "NPROCS", 2),
         mirror_host=env.get("MIRROR_HOST") or None,
-        allow_privileged=_truthy(env.get("GITIAN_ALLOW_PRIVILEGED")),
-        kvm_binary=env.get("KVM") or None,
-        ssh_port=num("VM_SSH_PORT", 2223),
-        container_cli=cli,
-        # GITIAN_VAGRANT_BOX: the Vagrant box make-base-vm --vbox starts from.
-        extra={"vagrant_box": env["GITIAN_VAGRANT_BOX"]} if env.get("GITIAN_VAGRANT_BOX") else {},
     )
+    settings = _SETTINGS.get(backend)
+    if settings is None:
+        return shared
+    return replace(shared.specialise(backend_class(backend).config_type), **settings(env))
+
+
+def _number(env: Mapping[str, str], var: str, default: int) -> int:
+    v = env.get(var)
+    if not v:
+        return default
+    try:
+        n = int(v)
+    except ValueError:
+        raise UsageError(f"{var} must be a number, not {v!r}") from None
+    if n <= 0:
+        raise UsageError(f"{var} must be positive, not {v!r}")
+    return n
+
+
+def _lxc_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "lxc_bridge": env.get("LXC_BRIDGE") or None,
+        "lxc_guest_ip": env.get("LXC_GUEST_IP") or "10.0.2.5",
+        "host_ip": env.get("GITIAN_HOST_IP") or "10.0.2.2",
+        "lxc_execute": _truthy(env.get("LXC_EXECUTE")),
+    }
+
+
+def _docker_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    cli = env.get("GITIAN_CONTAINER_CLI") or "docker"
+    if cli not in ("docker", "podman"):
+        raise UsageError(f"GITIAN_CONTAINER_CLI must be docker or podman, not {cli!r}")
+    return {
+        "container_cli": cli,
+        "allow_privileged": _truthy(env.get("GITIAN_ALLOW_PRIVILEGED")),
+        "docker_host": env.get("DOCKER_HOST") or None,
+    }
+
+
+def _kvm_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    return {"ssh_port": _number(env, "VM_SSH_PORT", 2223), "kvm_binary": env.get("KVM") or None}
+
+
+def _vbox_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "ssh_port": _number(env, "VM_SSH_PORT", 2223),
+        "vagrant_box": env.get("GITIAN_VAGRANT_BOX") or None,
+    }
+
+
+#: each backend's own settings from the classic environment variables
+_SETTINGS: dict[str, Callable[[Mapping[str, str]], dict[str, Any]]] = {
+    "lxc": _lxc_settings,
+    "docker": _docker_settings,
+    "kvm": _kvm_settings,
+    "vbox": _vbox_settings,
+}
 
 
 def fastest_available(order: tuple[str, ...] = ("bwrap", "lxc", "docker", "kvm")) -> str:

@@ -21,13 +21,16 @@ from pathlib import Path
 from gitian.errors import TargetError
 from gitian.run import is_root, which
 from gitian.targets import rootfs
+from gitian.targets.base import TargetConfig
 
 
 class BwrapTarget(rootfs.OverlayTarget):
     name = "bwrap"
 
     @classmethod
-    def unavailable_reason(cls, *, for_base: bool = False) -> str | None:
+    def unavailable_reason(
+        cls, *, for_base: bool = False, config: TargetConfig | None = None
+    ) -> str | None:
         if which("bwrap") is None:
             return "bubblewrap is not installed (apt-get install bubblewrap)"
         if which("setpriv") is None:
@@ -41,12 +44,9 @@ class BwrapTarget(rootfs.OverlayTarget):
             return rootfs.missing_for_base_host()
         return rootfs.missing_for_targets()
 
-    def exec_prefix(
-        self, *, user: str, env: Mapping[str, str], network: bool, interactive: bool
+    def prefix(
+        self, *, user: str, env: Mapping[str, str], home: str, network: bool, interactive: bool
     ) -> list[str]:
-        rootfs.check_env(env)
-        self._check_running(user)
-        home = env.get("HOME") or ("/root" if user == "root" else f"/home/{user}")
         cmd = [
             "bwrap",
             "--bind", os.fspath(self.rootfs), "/",

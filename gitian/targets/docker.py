@@ -36,13 +36,14 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from gitian import bootstrap, log
-from gitian.errors import CommandError, TargetError, ToolMissingError, UsageError
+from gitian.errors import TargetError, ToolMissingError, UsageError
 from gitian.home import Home, target_bin
-from gitian.run import PROVIDERS, run, which
+from gitian.run import PROVIDERS, pipeline, run, which
 from gitian.targets import rootfs
 from gitian.targets.base import BaseOptions, PrefixTarget, TargetConfig
 
@@ -59,18 +60,6 @@ DIGEST = re.compile(r"(?:sha256:)?([0-9a-f]{64})\Z")
 PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]*\Z")
 APT_ARCHIVES = "/var/cache/apt/archives"
 
-# Run as root in the image being built (digest path), after bootstrap-fixup:
-# the SPEC §7 packages, cron removed.  Values come in through build arguments.
-INSTALL_SCRIPT = """\
-#!/bin/sh
-# gitian-py: install the base packages into a registry image (docker build step).
-set -e
-export DEBIAN_FRONTEND=noninteractive
-apt-get update
-# The package list is split into words on purpose; make-base-vm checked every name.
-apt-get -y --no-install-recommends install $GITIAN_PACKAGES
-if dpkg -s cron > /dev/null 2>&1; then apt-get -y purge cron; fi
-"""
 CLEAN_SCRIPT = """\
 #!/bin/sh
 # gitian-py: last docker build step; the host's package cache replaces the archives.
@@ -116,7 +105,7 @@ def dockerfile(from_ref: str) -> str:
         "# gitian-py base image (make-base-vm --docker)",
         f"FROM {from_ref}",
         "ARG GITIAN_USER",
-        "ARG GITIAN_CONTAINER=1",
+        "ARG GITIAN_CONTAINER",
         "ARG GITIAN_SUITE",
         "ARG GITIAN_COMPONENTS",
         "ARG GITIAN_MIRROR",
@@ -127,7 +116,7 @@ def dockerfile(from_ref: str) -> str:
         'RUN ["/bin/sh", "/tmp/gitian-setup/install-packages"]',
         'RUN ["/bin/bash", "/tmp/gitian-setup/upgrade-system.sh"]',
         'RUN ["/bin/sh", "/tmp/gitian-setup/clean-up"]',
-        f'CMD {json.dumps(KEEPALIVE)}',
+        f"CMD {json.dumps(KEEPALIVE)}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -137,31 +126,44 @@ def import_changes() -> list[str]:
     return ["--change", f"CMD {json.dumps(KEEPALIVE)}"]
 
 
+@dataclass(frozen=True)
+class DockerConfig(TargetConfig):
+    """The Docker backend's own settings."""
+
+    container_cli: str = "docker"  # GITIAN_CONTAINER_CLI: docker | podman
+    allow_privileged: bool = False  # GITIAN_ALLOW_PRIVILEGED
+    docker_host: str | None = None  # DOCKER_HOST, named when the daemon cannot be reached
+
+
 class DockerTarget(PrefixTarget):
     """A container on a local Docker daemon (or Podman)."""
 
     name = "docker"
-    can_revert: ClassVar[bool] = True
+    config_type: ClassVar[type[TargetConfig]] = DockerConfig
+    config: DockerConfig
     binds_package_cache: ClassVar[bool] = True
 
     def __init__(self, config: TargetConfig) -> None:
         super().__init__(config)
-        if config.container_cli not in CLIS:
+        if self.config.container_cli not in CLIS:
             raise UsageError(
-                f"GITIAN_CONTAINER_CLI must be docker or podman, not {config.container_cli!r}"
+                f"GITIAN_CONTAINER_CLI must be docker or podman, not {self.config.container_cli!r}"
             )
-        self.cli = config.container_cli
+        self.cli = self.config.container_cli
 
     # -- host checks -------------------------------------------------------
     @classmethod
-    def unavailable_reason(cls, *, for_base: bool = False, cli: str | None = None) -> str | None:
-        # The classmethod has no config; the CLI choice is read like config_from_env does.
-        cli = cli or os.environ.get("GITIAN_CONTAINER_CLI") or "docker"
+    def unavailable_reason(
+        cls, *, for_base: bool = False, config: TargetConfig | None = None
+    ) -> str | None:
+        cli, docker_host = "docker", None
+        if isinstance(config, DockerConfig):
+            cli, docker_host = config.container_cli, config.docker_host
         if cli not in CLIS:
             return f"GITIAN_CONTAINER_CLI must be docker or podman, not {cli!r}"
         if which(cli) is None:
             return f"{cli} is not installed (apt-get install {PROVIDERS[cli]})"
-        reason = daemon_unreachable(cli)
+        reason = daemon_unreachable(cli, docker_host)
         if reason:
             return reason
         if for_base:
@@ -211,7 +213,7 @@ class DockerTarget(PrefixTarget):
             with log.step(f"Importing it as the {self.cli} image {tag}"):
                 tar = ["tar", "-C", os.fspath(root), "--numeric-owner", "-cf", "-", "."]
                 imp = self._cli("import", *import_changes(), "-", tag)
-                pipe(tar, imp)
+                pipeline(tar, imp)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         self._after_build(tag, old)
@@ -234,17 +236,9 @@ class DockerTarget(PrefixTarget):
             if not PACKAGE.match(pkg):
                 raise UsageError(f"bad package name {pkg!r}")
         write_context(context, from_ref)
-        args = {
-            "GITIAN_USER": spec.user,
-            "GITIAN_SUITE": spec.suite,
-            "GITIAN_COMPONENTS": rootfs.components(spec.distro).replace(",", " "),
-            "GITIAN_PACKAGES": " ".join(spec.packages),
-        }
-        if spec.mirror:
-            args["GITIAN_MIRROR"] = spec.mirror
-        if self.config.mirror_host:
-            # bootstrap-fixup points the image's own sources through the cacher.
-            args["MIRROR_HOST"] = self.config.mirror_host
+        # bootstrap-fixup points the image's own sources through the cacher.
+        args = spec.fixup_env(container=True, mirror_host=self.config.mirror_host)
+        args["GITIAN_PACKAGES"] = " ".join(spec.packages)
         argv = self._cli("build")
         if self.cli == "podman":
             argv += PODMAN_ULIMITS
@@ -362,13 +356,11 @@ class DockerTarget(PrefixTarget):
         return (res.stdout or b"").decode().strip() or "unknown"
 
     # -- commands ----------------------------------------------------------
-    def exec_prefix(
-        self, *, user: str, env: Mapping[str, str], network: bool, interactive: bool
+    def prefix(
+        self, *, user: str, env: Mapping[str, str], home: str, network: bool, interactive: bool
     ) -> list[str]:
         # The container keeps its network the whole time (apt needs it and a
         # running container's network cannot be cut per command).
-        rootfs.check_env(env)
-        home = env.get("HOME") or ("/root" if user == "root" else f"/home/{user}")
         argv = self._cli("exec")
         if interactive:
             argv.append("-i")
@@ -379,7 +371,6 @@ class DockerTarget(PrefixTarget):
         return argv
 
 
-
 def _no_such_container(stderr: bytes | None) -> bool:
     # docker: "No such container: NAME"; podman: "...: no such container"
     return b"no such container" in (stderr or b"").lower()
@@ -388,13 +379,12 @@ def _no_such_container(stderr: bytes | None) -> bool:
 def write_context(context: Path, from_ref: str) -> None:
     """The build context: the Dockerfile and the scripts its steps run."""
     (context / "Dockerfile").write_text(dockerfile(from_ref))
-    for name in ("bootstrap-fixup", "upgrade-system.sh"):
+    for name in ("bootstrap-fixup", "install-packages", "upgrade-system.sh"):
         shutil.copyfile(target_bin() / name, context / name)
-    (context / "install-packages").write_text(INSTALL_SCRIPT)
     (context / "clean-up").write_text(CLEAN_SCRIPT)
 
 
-def daemon_unreachable(cli: str) -> str | None:
+def daemon_unreachable(cli: str, docker_host: str | None = None) -> str | None:
     """None when ``cli`` can talk to its engine, else one line saying why."""
     try:
         res = run(
@@ -411,36 +401,5 @@ def daemon_unreachable(cli: str) -> str | None:
     if cli == "podman":
         return f"podman does not work here: {err.splitlines()[-1] if err else 'no version'}"
     m = re.search(r"daemon at (\S+?)\.? ", err + " ")
-    where = m.group(1) if m else os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    where = m.group(1) if m else docker_host or "unix:///var/run/docker.sock"
     return f"docker: cannot reach the daemon at {where} (start dockerd, or set DOCKER_HOST)"
-
-
-def pipe(first: list[str], second: list[str]) -> None:
-    """Run ``first | second``; CommandError naming the one that failed."""
-    log.debug("+ " + " ".join(first) + " | " + " ".join(second))
-    p1 = subprocess.Popen(first, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE)  # fmt: skip
-    try:
-        p2 = subprocess.Popen(second, stdin=p1.stdout, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE)  # fmt: skip
-        assert p1.stdout is not None
-        p1.stdout.close()
-        try:
-            _, e2 = p2.communicate()
-        except BaseException:
-            p2.kill()
-            p2.wait()
-            raise
-        _, e1 = p1.communicate()
-    except BaseException:
-        p1.kill()
-        p1.wait()
-        raise
-    for argv, proc, err in ((first, p1, e1), (second, p2, e2)):
-        if proc.returncode != 0:
-            raise CommandError(
-                f"command failed with exit status {proc.returncode}: {' '.join(argv)}",
-                argv=argv,
-                returncode=proc.returncode,
-                output=(err or b"").decode("utf-8", "replace")[-2000:],
-            )

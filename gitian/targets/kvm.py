@@ -28,14 +28,15 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from gitian import bootstrap, log, vmimage
 from gitian.errors import CommandError, TargetError, ToolMissingError
-from gitian.run import require, run, which, write_atomic
-from gitian.ssh import SshTarget
-from gitian.targets.base import BaseOptions
+from gitian.run import require, run, spawn, which, write_atomic
+from gitian.ssh import SshConfig, SshTarget
+from gitian.targets.base import BaseOptions, TargetConfig
 
 #: the guest kernel's command line: serial console into var/target.log, the
 #: file system on the whole virtio disk, eth0 naming, and a panic that ends
@@ -118,18 +119,16 @@ def probe_kvm(binary: str, *, budget: float = KVM_PROBE_SECONDS) -> str | None:
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             "-debugcon", f"file:{_opt_path(dbg)}", "-global", "isa-debugcon.iobase=0x402",
         ]  # fmt: skip
-        log.debug("+ " + shlex.join(argv))
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        start = time.monotonic()
-        try:
+        with (
+            tempfile.TemporaryFile() as err,
+            spawn(argv, stdout=subprocess.DEVNULL, stderr=err, grace=0.0) as proc,
+        ):
+            start = time.monotonic()
             while time.monotonic() - start < budget:
                 if proc.poll() is not None:
-                    err = (proc.stderr.read() if proc.stderr else b"").decode(errors="replace")
-                    lines = err.strip().splitlines() or [f"exit {proc.returncode}"]
-                    line = lines[-1]
-                    return f"qemu cannot use KVM: {line}"
+                    err.seek(0)
+                    lines = err.read().decode(errors="replace").strip().splitlines()
+                    return f"qemu cannot use KVM: {(lines or [f'exit {proc.returncode}'])[-1]}"
                 try:
                     if b"Booting from" in dbg.read_bytes():
                         return None
@@ -140,23 +139,28 @@ def probe_kvm(binary: str, *, budget: float = KVM_PROBE_SECONDS) -> str | None:
                 f"a KVM guest did not reach its firmware boot menu within {budget:.0f}s "
                 "(nested virtualisation without VMX/SVM?)"
             )
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            if proc.stderr is not None:
-                proc.stderr.close()
+
+
+@dataclass(frozen=True)
+class KvmConfig(SshConfig):
+    """The KVM backend's own settings."""
+
+    kvm_binary: str | None = None  # KVM: the qemu binary
+    kvm_accel: str | None = None  # "kvm" or "tcg" instead of probing (tests, benchmarks)
+    kvm_append: str = ""  # more kernel command line
+    kvm_boot_timeout: float | None = None  # seconds to wait for SSH instead of BOOT_TIMEOUT
 
 
 class KvmTarget(SshTarget):
     """qemu (KVM or TCG) with direct kernel boot, a qcow2 overlay per build, SSH."""
 
     name: ClassVar[str] = "kvm"
-    can_revert: ClassVar[bool] = True
+    config_type: ClassVar[type[TargetConfig]] = KvmConfig
+    config: KvmConfig
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._accel: str | None = self.config.extra.get("kvm_accel") or None
+    def __init__(self, config: TargetConfig) -> None:
+        super().__init__(config)
+        self._accel: str | None = self.config.kvm_accel
 
     # -- paths -----------------------------------------------------------------
     @property
@@ -180,7 +184,9 @@ class KvmTarget(SshTarget):
 
     # -- host checks -------------------------------------------------------------
     @classmethod
-    def unavailable_reason(cls, *, for_base: bool = False) -> str | None:
+    def unavailable_reason(
+        cls, *, for_base: bool = False, config: TargetConfig | None = None
+    ) -> str | None:
         if for_base:
             return vmimage.unavailable_reason()
         try:
@@ -267,9 +273,8 @@ class KvmTarget(SshTarget):
         """The qemu command line, option by option."""
         c = self.config
         append = " ".join(KERNEL_CMDLINE)
-        extra = c.extra.get("kvm_append")
-        if extra:
-            append += " " + extra
+        if c.kvm_append:
+            append += " " + c.kvm_append
         cpu = "host" if accel == "kvm" else "max"
         return [
             self.binary,
@@ -324,7 +329,7 @@ class KvmTarget(SshTarget):
         try:
             self._launch(accel)
         except TargetError as e:
-            if accel != "kvm" or self.config.extra.get("kvm_accel"):
+            if accel != "kvm" or self.config.kvm_accel:
                 raise
             # The probe passed, but this VM did not start under KVM (nested
             # hosts refuse some CPU features): the build goes on under TCG.
@@ -353,9 +358,8 @@ class KvmTarget(SshTarget):
                 raise
 
     def boot_timeout(self) -> float:
-        explicit = self.config.extra.get("kvm_boot_timeout")
-        if explicit:
-            return float(explicit)
+        if self.config.kvm_boot_timeout:
+            return self.config.kvm_boot_timeout
         return BOOT_TIMEOUT[self._accel or "tcg"]
 
     def wait_ready(self, timeout: float | None = None) -> None:

@@ -30,12 +30,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from gitian import log
 from gitian.errors import TargetError
 from gitian.home import etc
 from gitian.run import is_root, require, run, which, write_atomic
 from gitian.targets import rootfs
+from gitian.targets.base import PATH, TargetConfig
 
 LXC_NET = Path("/usr/libexec/lxc/lxc-net")
 LXC_NET_DEFAULTS = (Path("/etc/default/lxc"), Path("/etc/default/lxc-net"))
@@ -142,11 +144,25 @@ class LxcNetUsers:
                 started.unlink()
 
 
+@dataclass(frozen=True)
+class LxcConfig(TargetConfig):
+    """The LXC backend's own settings, as the classic variables name them."""
+
+    lxc_bridge: str | None = None  # LXC_BRIDGE (None: bring up LXC's own NAT bridge)
+    lxc_guest_ip: str = "10.0.2.5"  # LXC_GUEST_IP
+    host_ip: str = "10.0.2.2"  # GITIAN_HOST_IP
+    lxc_execute: bool = False  # LXC_EXECUTE: every command its own lxc-execute
+
+
 class LxcTarget(rootfs.OverlayTarget):
     name = "lxc"
+    config_type: ClassVar[type[TargetConfig]] = LxcConfig
+    config: LxcConfig
 
     @classmethod
-    def unavailable_reason(cls, *, for_base: bool = False) -> str | None:
+    def unavailable_reason(
+        cls, *, for_base: bool = False, config: TargetConfig | None = None
+    ) -> str | None:
         for prog in ("lxc-execute", "lxc-attach", "lxc-stop", "lxc-info", "lxc-wait"):
             if which(prog) is None:
                 return f"{prog} is missing (apt-get install lxc)"
@@ -206,7 +222,7 @@ class LxcTarget(rootfs.OverlayTarget):
         return template.substitute(
             arch=LXC_ARCH.get(self.config.image_arch, self.config.image_arch),
             rootfs=os.fspath(self.rootfs),
-            path=rootfs.PATH,
+            path=PATH,
             package_cache=os.fspath(self.config.home.package_cache),
             network=network,
         )
@@ -231,36 +247,20 @@ class LxcTarget(rootfs.OverlayTarget):
         with log.step(f"Starting LXC container {self.container}"):
             run(
                 [
-                    "lxc-execute",
-                    "-d",
-                    "-n",
-                    self.container,
-                    "-P",
-                    os.fspath(self.lxcpath),
-                    "-f",
-                    os.fspath(self.config_file),
-                    "-o",
-                    os.fspath(self.log_file),
-                    "-l",
-                    "INFO",
-                    "--",
-                    "/bin/sleep",
-                    "infinity",
+                    "lxc-execute", "-d", *self._names(),
+                    "-f", os.fspath(self.config_file),
+                    "-o", os.fspath(self.log_file), "-l", "INFO",
+                    "--", "/bin/sleep", "infinity",
                 ],  # fmt: skip
             )
-            run(
-                [
-                    "lxc-wait",
-                    "-n",
-                    self.container,
-                    "-P",
-                    os.fspath(self.lxcpath),
-                    "-s",
-                    "RUNNING",
-                    "-t",
-                    "20",
-                ],  # fmt: skip
-            )
+            self._wait_state("RUNNING")
+
+    def _names(self) -> list[str]:
+        """The container's name and LXC path, as every lxc-* command takes them."""
+        return ["-n", self.container, "-P", os.fspath(self.lxcpath)]
+
+    def _wait_state(self, state: str) -> None:
+        run(["lxc-wait", *self._names(), "-s", state, "-t", "20"])
 
     def _write_resolv(self, net: Net) -> None:
         # A host resolver on loopback is not reachable from the container; the
@@ -295,7 +295,7 @@ class LxcTarget(rootfs.OverlayTarget):
 
     def _state(self) -> str:
         res = run(
-            ["lxc-info", "-n", self.container, "-P", os.fspath(self.lxcpath), "-s", "-H"],
+            ["lxc-info", *self._names(), "-s", "-H"],
             check=False,
             capture=True,
         )
@@ -305,34 +305,15 @@ class LxcTarget(rootfs.OverlayTarget):
         if self.lxcpath.is_dir() and self._state() not in ("STOPPED", ""):
             with log.step(f"Stopping LXC container {self.container}"):
                 # Nothing in a build target needs a clean shutdown.
-                run(
-                    ["lxc-stop", "-k", "-n", self.container, "-P", os.fspath(self.lxcpath)],
-                    check=False,
-                    capture=True,
-                )
-                run(
-                    [
-                        "lxc-wait",
-                        "-n",
-                        self.container,
-                        "-P",
-                        os.fspath(self.lxcpath),
-                        "-s",
-                        "STOPPED",
-                        "-t",
-                        "20",
-                    ],  # fmt: skip
-                )
+                run(["lxc-stop", "-k", *self._names()], check=False, capture=True)
+                self._wait_state("STOPPED")
         if not self.config.lxc_bridge:
             LxcNetUsers(self.net().bridge).release(self.container)
 
     # -- commands ----------------------------------------------------------
-    def exec_prefix(
-        self, *, user: str, env: Mapping[str, str], network: bool, interactive: bool
+    def prefix(
+        self, *, user: str, env: Mapping[str, str], home: str, network: bool, interactive: bool
     ) -> list[str]:
-        rootfs.check_env(env)
-        self._check_running(user)
-        home = env.get("HOME") or ("/root" if user == "root" else f"/home/{user}")
         if self.config.lxc_execute:
             name = f"{self.container}-x{os.getpid()}-{next(_counter)}"
             cmd = [
@@ -349,13 +330,7 @@ class LxcTarget(rootfs.OverlayTarget):
                     f"the LXC container {self.container} is not running",
                     hint="run start-target first",
                 )
-            cmd = [
-                "lxc-attach",
-                "-n", self.container,
-                "-P", os.fspath(self.lxcpath),
-                "--clear-env",
-                "--",
-            ]  # fmt: skip
+            cmd = ["lxc-attach", *self._names(), "--clear-env", "--"]
         cmd += ["/usr/bin/env", "-i", "-C", home, *(f"{k}={v}" for k, v in env.items())]
         if not network:
             cmd += ["unshare", "--net", "--"]

@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -27,7 +26,6 @@ from gitian.home import Home, target_bin
 from gitian.run import is_root, remove_tree, require, run, which
 from gitian.targets.base import BaseOptions, PrefixTarget
 
-PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 ARCHES = ("amd64", "i386")
 # Characters that would break overlayfs' option string or LXC's config syntax.
 _BAD_PATH_CHARS = set(",:\n=\\ ")
@@ -65,49 +63,6 @@ def missing_for_targets() -> str | None:
     return None
 
 
-def base_dir(home: Home, suite: str, arch: str) -> Path:
-    return home.base(suite, arch)
-
-
-def components(distro: str) -> str:
-    return "main,universe" if distro == "ubuntu" else "main"
-
-
-# -- running in a chroot while a base is being made ------------------------
-
-
-def chroot_run(
-    root: Path,
-    argv: Sequence[str],
-    *,
-    env: Mapping[str, str] | None = None,
-    input: bytes | None = None,
-    capture: bool = False,
-) -> bytes:
-    """Run ``argv`` as root in ``root`` with a private /proc (mount and pid
-    namespaces of its own, so nothing stays mounted on the host)."""
-    full = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive"}
-    if env:
-        full.update(env)
-    cmd = [
-        "unshare",
-        "--mount",
-        "--pid",
-        "--fork",
-        "--kill-child",
-        f"--mount-proc={root / 'proc'}",
-        "--",
-        "chroot",
-        os.fspath(root),
-        "/usr/bin/env",
-        "-i",
-        *(f"{k}={v}" for k, v in full.items()),
-        *argv,
-    ]
-    res = run(cmd, input=input, capture=capture)
-    return res.stdout or b""
-
-
 @dataclass(frozen=True)
 class BaseSpec:
     """What goes into a directory base."""
@@ -118,6 +73,17 @@ class BaseSpec:
     mirror: str | None  # None: the bootstrap tool's default
     packages: tuple[str, ...]
     user: str
+
+    def fixup_env(self, *, container: bool, mirror_host: str | None = None) -> dict[str, str]:
+        """What bootstrap-fixup reads for this base."""
+        return bootstrap.fixup_env(
+            distro=self.distro,
+            suite=self.suite,
+            user=self.user,
+            container=container,
+            mirror=self.mirror,
+            mirror_host=mirror_host,
+        )
 
 
 def spec_for(options: BaseOptions, *, mirror_host: str | None) -> BaseSpec:
@@ -150,7 +116,7 @@ def bootstrap_argv(spec: BaseSpec, dest: Path, tool: str) -> list[str]:
             "--mode=root",
             "--variant=minbase",
             f"--architectures={spec.arch}",
-            f"--components={components(spec.distro)}",
+            f"--components={','.join(bootstrap.components(spec.distro))}",
             f"--include={include}",
             # keep the downloaded .debs: they seed the host's package cache
             "--skip=cleanup/apt/cache",
@@ -163,7 +129,7 @@ def bootstrap_argv(spec: BaseSpec, dest: Path, tool: str) -> list[str]:
             "debootstrap",
             "--variant=minbase",
             f"--arch={spec.arch}",
-            f"--components={components(spec.distro)}",
+            f"--components={','.join(bootstrap.components(spec.distro))}",
             f"--include={include}",
             spec.suite,
             os.fspath(dest),
@@ -183,18 +149,6 @@ def contained(argv: list[str]) -> list[str]:
     return ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--", *argv]
 
 
-def fixup_env(spec: BaseSpec, *, container: bool) -> dict[str, str]:
-    env = {
-        "GITIAN_USER": spec.user,
-        "GITIAN_CONTAINER": "1" if container else "0",
-        "GITIAN_SUITE": spec.suite,
-        "GITIAN_COMPONENTS": components(spec.distro).replace(",", " "),
-    }
-    if spec.mirror:
-        env["GITIAN_MIRROR"] = spec.mirror
-    return env
-
-
 def make_base(home: Home, options: BaseOptions, *, mirror_host: str | None) -> Path:
     """Build ``base-<suite>-<arch>/`` (bootstrap, container fixup, one upgrade).
 
@@ -207,7 +161,7 @@ def make_base(home: Home, options: BaseOptions, *, mirror_host: str | None) -> P
         raise ToolMissingError(f"cannot make a base: {reason}")
     tool = bootstrap.bootstrap_tool()
     assert tool is not None
-    dest = base_dir(home, spec.suite, spec.arch)
+    dest = home.base(spec.suite, spec.arch)
     check_path(dest, "base")
     if dest.exists():
         raise UsageError(
@@ -237,13 +191,14 @@ def make_base(home: Home, options: BaseOptions, *, mirror_host: str | None) -> P
 def fixup(root: Path, spec: BaseSpec, *, container: bool) -> None:
     script = (target_bin() / "bootstrap-fixup").read_bytes()
     with log.step("Fixing up the base (bootstrap-fixup)"):
-        chroot_run(root, ["sh", "-s"], env=fixup_env(spec, container=container), input=script)
+        env = spec.fixup_env(container=container)
+        bootstrap.chroot_run(root, ["sh", "-s"], env=env, input=script)
 
 
 def upgrade(root: Path) -> None:
     script = (target_bin() / "upgrade-system.sh").read_bytes()
     with log.step("Upgrading the base once (upgrade-system.sh)"), _host_resolv(root):
-        chroot_run(root, ["bash", "-s"], input=script)
+        bootstrap.chroot_run(root, ["bash", "-s"], input=script)
 
 
 def harvest_debs(root: Path, cache: Path) -> None:
@@ -434,17 +389,6 @@ class Overlay:
 
 # -- the part bubblewrap and LXC targets share -------------------------------
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
-
-def check_env(env: Mapping[str, str]) -> None:
-    for k, v in env.items():
-        if not _ENV_NAME.match(k):
-            raise UsageError(f"bad environment variable name {k!r}")
-        if "\0" in v:
-            raise UsageError(f"environment variable {k} contains a NUL byte")
-
-
 def passwd_users(root: Path) -> set[str]:
     try:
         text = (root / "etc/passwd").read_text(encoding="utf-8", errors="replace")
@@ -469,7 +413,6 @@ def drop_privileges(user: str) -> list[str]:
 class OverlayTarget(PrefixTarget):
     """A container on an overlay of a directory base (bubblewrap, LXC)."""
 
-    can_revert: ClassVar[bool] = True
     binds_package_cache: ClassVar[bool] = True
 
     @property
@@ -514,10 +457,10 @@ class OverlayTarget(PrefixTarget):
         (bootstrap-fixup; the rest of the fixup is already in the base)."""
         self.wait_ready()
         script = (target_bin() / "bootstrap-fixup").read_bytes()
-        env = {"MIRROR_HOST": mirror_host, "GITIAN_USER": self.config.user}
-        env["GITIAN_CONTAINER"] = "1"
-        env["GITIAN_SUITE"] = self.config.suite
-        env["GITIAN_COMPONENTS"] = components(self.config.distro).replace(",", " ")
+        c = self.config
+        env = bootstrap.fixup_env(
+            distro=c.distro, suite=c.suite, user=c.user, container=True, mirror_host=mirror_host
+        )
         self.run(["sh", "-s"], user="root", env=env, stdin=script, capture=True)
 
     def stop(self) -> None:
@@ -532,12 +475,7 @@ class OverlayTarget(PrefixTarget):
     def _stop(self) -> None:  # noqa: B027
         """Backend part of stop(), before the overlay is unmounted."""
 
-    def user_env(self, user: str) -> dict[str, str]:
-        env = super().user_env(user)
-        env["PATH"] = PATH
-        return env
-
-    def _check_running(self, user: str) -> None:
+    def check_ready(self, user: str) -> None:
         root = self.rootfs
         if not is_mounted(root):
             raise TargetError(

@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -35,8 +36,8 @@ from gitian import bootstrap, log, vmimage
 from gitian.errors import TargetError, UsageError
 from gitian.home import target_bin
 from gitian.run import require, run, which
-from gitian.ssh import SshTarget
-from gitian.targets.base import BaseOptions
+from gitian.ssh import SshConfig, SshTarget
+from gitian.targets.base import BaseOptions, TargetConfig
 
 SNAPSHOT = "Gitian-Clean"
 VBOXMANAGE = "VBoxManage"
@@ -66,11 +67,12 @@ Vagrant.configure("2") do |config|
   env = {
     "GITIAN_USER" => ENV.fetch("GITIAN_USER"),
     "GITIAN_PACKAGES" => ENV.fetch("GITIAN_PACKAGES"),
-    "GITIAN_CONTAINER" => "0",
+    "GITIAN_CONTAINER" => ENV.fetch("GITIAN_CONTAINER"),
     "GITIAN_SUITE" => ENV.fetch("GITIAN_SUITE"),
     "GITIAN_COMPONENTS" => ENV.fetch("GITIAN_COMPONENTS"),
     "GITIAN_MIRROR" => ENV.fetch("GITIAN_MIRROR", ""),
   }
+  config.vm.provision "shell", path: "install-packages", env: env
   config.vm.provision "shell", path: "provision.sh", env: env
   config.vm.provision "shell", path: "bootstrap-fixup", env: env
   config.vm.provision "shell", path: "upgrade-system.sh", env: env
@@ -79,13 +81,9 @@ end
 
 PROVISION = """\
 #!/bin/sh
-# gitian-py: make a Vagrant box a gitian base (runs as root in the VM).
+# gitian-py: make a Vagrant box a gitian base (runs as root in the VM, after
+# install-packages): the build user, and root's SSH key.
 set -e
-export DEBIAN_FRONTEND=noninteractive
-apt-get update
-# The package list is split into words on purpose; make-base-vm checked every name.
-apt-get -y --no-install-recommends install $GITIAN_PACKAGES
-if dpkg -s cron > /dev/null 2>&1; then apt-get -y purge cron; fi
 if ! getent passwd "$GITIAN_USER" > /dev/null; then
     useradd --create-home --shell /bin/bash --user-group "$GITIAN_USER"
 fi
@@ -121,15 +119,25 @@ def parse_machinereadable(text: str) -> dict[str, str]:
     return out
 
 
+@dataclass(frozen=True)
+class VBoxConfig(SshConfig):
+    """The VirtualBox backend's own settings."""
+
+    vagrant_box: str | None = None  # GITIAN_VAGRANT_BOX: the box make-base-vm --vbox starts from
+
+
 class VBoxTarget(SshTarget):
     """A VirtualBox VM restored from its ``Gitian-Clean`` snapshot for each build."""
 
     name = "vbox"
-    can_revert: ClassVar[bool] = True
+    config_type: ClassVar[type[TargetConfig]] = VBoxConfig
+    config: VBoxConfig
 
     # -- host checks -------------------------------------------------------
     @classmethod
-    def unavailable_reason(cls, *, for_base: bool = False) -> str | None:
+    def unavailable_reason(
+        cls, *, for_base: bool = False, config: TargetConfig | None = None
+    ) -> str | None:
         if which(VBOXMANAGE) is None:
             return (
                 "VBoxManage is not installed (VirtualBox is not in Debian: install it "
@@ -185,17 +193,20 @@ class VBoxTarget(SshTarget):
             "GITIAN_VM_MEMORY": str(self.config.memory_mib),
             "GITIAN_VM_CPUS": str(self.config.nprocs),
             "GITIAN_SSH_PORT": str(self.config.ssh_port),
-            "GITIAN_USER": options.distro,
             "GITIAN_PACKAGES": " ".join(packages),
-            "GITIAN_SUITE": options.suite,
-            "GITIAN_COMPONENTS": "main universe" if options.distro == "ubuntu" else "main",
-            "GITIAN_MIRROR": mirror or "",
+            **bootstrap.fixup_env(
+                distro=options.distro,
+                suite=options.suite,
+                user=options.distro,
+                container=False,
+                mirror=mirror,
+            ),
             # Vagrant works in this directory, and keeps its state there.
             "VAGRANT_CWD": os.fspath(workdir),
         }
 
     def make_base(self, options: BaseOptions) -> None:
-        box = self.config.extra.get("vagrant_box") or default_box(
+        box = self.config.vagrant_box or default_box(
             options.distro, options.suite, options.arch
         )
         work = self.vagrant_dir(options.suite, options.arch)
@@ -213,7 +224,7 @@ class VBoxTarget(SshTarget):
         work.mkdir(parents=True)
         (work / "Vagrantfile").write_text(VAGRANTFILE)
         (work / "provision.sh").write_text(PROVISION)
-        for script in ("bootstrap-fixup", "upgrade-system.sh"):
+        for script in ("install-packages", "bootstrap-fixup", "upgrade-system.sh"):
             shutil.copyfile(target_bin() / script, work / script)
         shutil.copyfile(key.with_name(key.name + ".pub"), work / "id_rsa.pub")
         with log.step(f"Making the VirtualBox VM {name} with vagrant ({box})"):

@@ -30,6 +30,7 @@ import pytest
 
 from gitian.home import Home
 from gitian.run import remove_tree
+from tests.conftest import wait_until
 from tests.integration.conftest import (  # noqa: F401 - fixtures
     BaseHome,
     base_home,
@@ -90,6 +91,14 @@ def snapshot(home: Home) -> dict[str, bytes]:
                     b"->" + os.readlink(p).encode() if p.is_symlink() else p.read_bytes()
                 )
     return out
+
+
+def copying_back(home: Home) -> None:
+    """Wait until the results are on their way back: the copy has written
+    into build/out (the 1 GB file takes a while more)."""
+    wait_until(
+        lambda: (home.build / "out" / "big").exists(), timeout=60, what="the copy back to start"
+    )
 
 
 def processes_mentioning(*needles: str) -> list[str]:
@@ -163,9 +172,12 @@ def assert_clean(home: Home, before: dict[str, bytes], marker: str, err: str) ->
     # (a home on its own tmpfs is itself a mount point: only what is below counts)
     below = [m for m in mounts_under(home.root) if m != os.fspath(home.root)]
     assert below == [], below
-    time.sleep(0.5)
-    left = processes_mentioning(marker, os.fspath(home.root) + "/")
-    assert left == [], f"left running: {left}"
+    # gbuild has exited; a process it killed may still be on its way out
+    wait_until(
+        lambda: not processes_mentioning(marker, os.fspath(home.root) + "/"),
+        timeout=10,
+        what="no process of the build left running",
+    )
 
 
 @pytest.fixture
@@ -206,11 +218,9 @@ def test_signal_at_each_phase(
     g = Gbuild(home, descriptor(tmp_path, script.format(marker=marker)))
     g.wait_for(phase)
     if phase == "Running build script":
-        deadline = time.monotonic() + 120
-        while not processes_mentioning(marker) and time.monotonic() < deadline:
-            time.sleep(0.2)
-    elif phase in ("Grabbing results from target", "Generating report"):
-        time.sleep(0.3)  # inside the copy or the hashing of the 1 GB file
+        wait_until(lambda: processes_mentioning(marker), timeout=120, what="the build script")
+    elif phase == "Grabbing results from target":
+        copying_back(home)
     g.proc.send_signal(signum)
     code, err = g.finish()
     assert code == (130 if signum == signal.SIGINT else 143), err
@@ -244,7 +254,7 @@ def test_signal_on_lxc(
     g = Gbuild(home, descriptor(tmp_path, script.format(marker=marker)), backend="lxc")
     g.wait_for(phase)
     if phase == "Grabbing results from target":
-        time.sleep(0.5)
+        copying_back(home)
     g.proc.send_signal(signum)
     code, err = g.finish()
     assert code == (130 if signum == signal.SIGINT else 143), err
@@ -298,12 +308,8 @@ def test_target_killed_mid_build(
     marker = f"gitian-fault-{uuid.uuid4().hex[:12]}"
     g = Gbuild(home, descriptor(tmp_path, SLOW_BUILD.format(marker=marker)), backend=backend)
     g.wait_for("Running build script")
-    deadline = time.monotonic() + 120
-    pids: list[int] = []
-    while not pids and time.monotonic() < deadline:
-        pids = [int(p.split(":")[0]) for p in processes_mentioning(marker)]
-        time.sleep(0.2)
-    assert pids, "the build script never started"
+    found = wait_until(lambda: processes_mentioning(marker), timeout=120, what="the build script")
+    pids = [int(p.split(":")[0]) for p in found]
     if backend == "bwrap":
         victims = sorted({b for p in pids for b in _bwrap_ancestors(p)} | set(pids))
     else:

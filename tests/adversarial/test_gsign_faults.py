@@ -15,13 +15,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from testdata import COMPAT
+
+from tests.conftest import pid_gone, wait_until
 
 GPG = ["gpg", "--batch", "--no-tty", "--disable-dirmngr", "--no-auto-key-retrieve"]
 NAME = "pkg"
@@ -217,14 +218,21 @@ def test_interrupted_while_signing(signed: Signed, tmp_path: Path, sig: signal.S
         stderr=subprocess.PIPE,
         text=True,
     )
+    def sleeping() -> int:
+        """The signing program's pid once it has written half a signature and
+        sleeps (exec keeps the pid), else 0."""
+        assert p.poll() is None, p.communicate()
+        text = pidfile.read_text().strip() if pidfile.exists() else ""
+        if not text.isdigit():
+            return 0
+        try:
+            cmd = Path(f"/proc/{text}/cmdline").read_bytes()
+        except OSError:
+            return 0
+        return int(text) if cmd.startswith(b"sleep\0") else 0
+
     try:
-        deadline = time.monotonic() + 30
-        while not pidfile.exists() or not pidfile.read_text().strip():
-            assert p.poll() is None, p.communicate()
-            assert time.monotonic() < deadline, "the signing program never started"
-            time.sleep(0.05)
-        time.sleep(0.2)
-        child = int(pidfile.read_text())
+        child = wait_until(sleeping, timeout=30, what="the signing program to start")
         p.send_signal(sig)
         _, err = p.communicate(timeout=30)
     finally:
@@ -234,15 +242,11 @@ def test_interrupted_while_signing(signed: Signed, tmp_path: Path, sig: signal.S
     assert p.returncode in (130, 143), err
     assert "Traceback" not in err, err
     signed.unchanged()
-    time.sleep(0.2)
     try:
-        os.kill(child, 0)
-        alive = Path(f"/proc/{child}/stat").read_text().split()[2] != "Z"
-    except ProcessLookupError:
-        alive = False
-    if alive:
-        os.kill(child, signal.SIGKILL)
-    assert not alive, "the signing program was left running"
+        wait_until(lambda: pid_gone(child), timeout=10, what="the signing program to end")
+    finally:
+        if not pid_gone(child):
+            os.kill(child, signal.SIGKILL)  # left running: the test has failed
 
 
 def test_interrupt_between_the_two_renames_keeps_a_valid_pair(

@@ -389,7 +389,9 @@ class _ForgedStream:
             name = "forged"
 
             @classmethod
-            def unavailable_reason(cls, *, for_base: bool = False) -> str | None:
+            def unavailable_reason(
+                cls, *, for_base: bool = False, config: object = None
+            ) -> str | None:
                 return None
 
             def make_base(self, options: Any) -> None: ...
@@ -402,8 +404,8 @@ class _ForgedStream:
 
             def stop(self) -> None: ...
 
-            def exec_prefix(
-                self, *, user: str, env: Any, network: bool, interactive: bool
+            def prefix(
+                self, *, user: str, env: Any, home: str, network: bool, interactive: bool
             ) -> list[str]:
                 return ["sh", "-c", 'exec cat -- "$0"', os.fspath(stream)]
 

@@ -18,14 +18,13 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_root, require_tool
+from tests.conftest import require_root, require_tool, wait_until
 
 FORWARD_SYSCTL = Path("/proc/sys/net/ipv4/ip_forward")
 
@@ -106,19 +105,19 @@ def private_dockerd(root: Path) -> Iterator[dict[str, str]]:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
         stack.callback(_stop, proc)
         env = {"DOCKER_HOST": f"unix://{sock}"}
-        deadline = time.monotonic() + 60
-        while True:
+
+        def answers() -> bool:
+            if proc.poll() is not None:
+                log = (root / "dockerd.log").read_text(errors="replace")[-3000:]
+                pytest.fail(f"dockerd exited:\n{log}")
             r = subprocess.run(
                 ["docker", "version", "--format", "{{.Server.Version}}"],
                 env={**os.environ, **env},
                 capture_output=True,
             )
-            if r.returncode == 0:
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log = (root / "dockerd.log").read_text(errors="replace")[-3000:]
-                pytest.fail(f"dockerd did not come up:\n{log}")
-            time.sleep(0.3)
+            return r.returncode == 0
+
+        wait_until(answers, timeout=60, what="dockerd to answer", interval=0.3)
         yield env
 
 

@@ -14,6 +14,7 @@ import pytest
 from gitian.home import Home
 from gitian.targets import make_target
 from gitian.targets.base import Target, TargetConfig
+from tests.conftest import wait_until
 from tests.integration.conftest import (
     ARCH,
     DISTRO,
@@ -74,8 +75,7 @@ def test_pid_namespace_and_no_leftover_process(target: Target) -> None:
     # A background process dies with its command's sandbox.
     marker = f"{300 + os.getpid() % 1000}.5"
     target.run(["sh", "-c", f"sleep {marker} & echo started"])
-    time.sleep(0.3)
-    assert not sleepers(marker)
+    wait_until(lambda: not sleepers(marker), timeout=5, what="the background sleep to die")
 
 
 def sleepers(marker: str) -> list[str]:
@@ -179,12 +179,13 @@ def test_interrupted_make_base_leaves_nothing(tmp_path: Path) -> None:
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if list(home.glob(".base-bookworm-amd64.new.*/usr/bin/dpkg")):
-                break
-            time.sleep(0.5)
-        time.sleep(3)
+        # In the middle of it: dpkg is installing the essential packages.
+        wait_until(
+            lambda: list(home.glob(".base-bookworm-amd64.new.*/var/lib/dpkg/info/*.list")),
+            timeout=300,
+            what="dpkg to install packages in the new base",
+            interval=0.2,
+        )
         proc.terminate()
         _, err = proc.communicate(timeout=60)
     finally:

@@ -20,7 +20,7 @@ from gitian.errors import TargetError
 from gitian.home import Home
 from gitian.targets import make_target
 from gitian.targets.base import TargetConfig
-from gitian.targets.docker import DockerTarget, container_name, image_name
+from gitian.targets.docker import DockerConfig, DockerTarget, container_name, image_name
 from gitian.targets.rootfs import BaseSpec
 from tests.integration.conftest import (
     ARCH,
@@ -80,7 +80,7 @@ def docker_home(
 
 def _target(home: Home, env: dict[str, str]) -> DockerTarget:
     cli = env.get("GITIAN_CONTAINER_CLI", "docker")
-    cfg = TargetConfig(home=home, suite=SUITE, arch=ARCH, distro=DISTRO, container_cli=cli)
+    cfg = DockerConfig(home=home, suite=SUITE, arch=ARCH, distro=DISTRO, container_cli=cli)
     t = make_target("docker", cfg)
     assert isinstance(t, DockerTarget)
     return t
@@ -154,7 +154,7 @@ def test_privileged_only_when_allowed(docker_home: tuple[Home, dict[str, str]]) 
         r = subprocess.run(["docker", "container", "inspect", "--format", fmt, plain.container],
                            capture_output=True, text=True, check=True)  # fmt: skip
         assert r.stdout.strip() == "false"
-    cfg = TargetConfig(home=home, suite=SUITE, arch=ARCH, distro=DISTRO, allow_privileged=True)
+    cfg = DockerConfig(home=home, suite=SUITE, arch=ARCH, distro=DISTRO, allow_privileged=True)
     priv = make_target("docker", cfg)
     assert isinstance(priv, DockerTarget)
     try:

@@ -22,6 +22,7 @@ from gitian.home import Home, target_bin
 from gitian.manifest import read_report
 from gitian.targets import make_target
 from gitian.targets.base import TargetConfig
+from tests.conftest import wait_until
 from tests.integration.conftest import BaseHome, mounts_under, run_ok
 
 pytestmark = pytest.mark.integration
@@ -127,6 +128,41 @@ def test_lxc_gives_the_same_out_manifest(
     assert _lxc_containers(home) == []
 
 
+FAILING_SCRIPT = """\
+  echo building
+  make -C hello CC=gcc
+  test -x hello/no-such-output
+  echo never
+"""
+
+
+def test_failing_script_says_where_on_bwrap(base_home: BaseHome, tmp_path: Path) -> None:
+    """A build that fails says the step, the line of the descriptor's script
+    (and of the file), and the last lines of var/build.log."""
+    home = base_home("bwrap")
+    prepare(home)
+    head = EXAMPLE.read_text().split("script: |")[0]
+    desc = tmp_path / "fails.yml"
+    desc.write_text(head + "script: |\n" + FAILING_SCRIPT)
+    r = run_ok(gbuild_argv(home, "bwrap", desc))
+    assert r.returncode == 1, r.stdout + r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("gbuild: error:")]
+    assert len(errors) == 1, r.stderr
+    line = desc.read_text().splitlines().index("  test -x hello/no-such-output") + 1
+    assert errors[0] == (
+        "gbuild: error: Running build script (log in var/build.log): the build script failed "
+        f"for bookworm amd64 with exit status 1, at line 3 of the descriptor's script "
+        f"(fails.yml:{line}): test -x hello/no-such-output; last lines of var/build.log:"
+    ), r.stderr
+    lines = r.stderr.splitlines()
+    tail = lines[lines.index(errors[0]) + 1 :]
+    assert "      + make -C hello CC=gcc" in tail and "      + test -x hello/no-such-output" in tail
+    assert f"  whole log: {home.var / 'build.log'}" in tail
+    assert "Traceback" not in r.stderr
+    assert not home.result_file("gitian-example").exists()
+    assert mounts_under(home.root) == []
+
+
 def _lxc_containers(home: Home) -> list[str]:
     lxcpath = home.var / "lxc"
     if not lxcpath.is_dir():
@@ -178,17 +214,16 @@ def test_signal_during_build_script_leaves_nothing(
     proc = subprocess.Popen(
         gbuild_argv(home, backend, desc), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
+    log = home.var / "build.log"
+
+    def script_running() -> bool:
+        if proc.poll() is not None:
+            pytest.fail(f"gbuild ended early: {proc.communicate()[0].decode()}")
+        started = log.exists() and b"build-started" in log.read_bytes()
+        return started and bool(_processes_with(marker))
+
     try:
-        deadline = time.monotonic() + 300
-        log = home.var / "build.log"
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"gbuild ended early: {proc.communicate()[0].decode()}")
-            if log.exists() and b"build-started" in log.read_bytes() and _processes_with(marker):
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("the build script never started")
+        wait_until(script_running, timeout=300, what="the build script", interval=0.2)
         proc.send_signal(signum)
         out, _ = proc.communicate(timeout=120)
     finally:

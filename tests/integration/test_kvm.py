@@ -20,9 +20,9 @@ import pytest
 
 from gitian.errors import CommandError, TargetError
 from gitian.home import Home
-from gitian.targets.base import BaseOptions, TargetConfig
-from gitian.targets.kvm import KvmTarget
-from tests.conftest import require_root, require_tool
+from gitian.targets.base import BaseOptions
+from gitian.targets.kvm import KvmConfig, KvmTarget
+from tests.conftest import pid_gone, require_root, require_tool, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.backend("kvm")]
 
@@ -48,10 +48,10 @@ def qemu_pids() -> set[int]:
     return out
 
 
-def config(home: Home, **extra: str) -> TargetConfig:
-    return TargetConfig(
+def config(home: Home, **extra: object) -> KvmConfig:
+    return KvmConfig(
         home=home, suite=SUITE, arch=ARCH, distro=DISTRO, memory_mib=1024, nprocs=2,
-        ssh_port=PORT, extra=extra,
+        ssh_port=PORT, **extra,  # type: ignore[arg-type]
     )  # fmt: skip
 
 
@@ -164,17 +164,10 @@ def test_stop_leaves_no_qemu(kvm_home: Home, vm: KvmTarget) -> None:
     assert pid is not None
     t.stop()
     assert t.running_pid() is None
-    assert not Path(f"/proc/{pid}").exists() or _zombie(pid)
+    assert pid_gone(pid)
     assert not (kvm_home.var / "target.pid").exists()
     assert not qemu_pids()
     t.stop()  # idempotent
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 def test_killed_qemu_gives_a_clear_error(kvm_home: Home) -> None:
@@ -184,7 +177,7 @@ def test_killed_qemu_gives_a_clear_error(kvm_home: Home) -> None:
             pid = t.running_pid()
             assert pid is not None
             os.kill(pid, signal.SIGKILL)
-            time.sleep(1)
+            wait_until(lambda: pid_gone(pid), timeout=10, what="qemu to die")
             t.run(["sleep", "5"])
     assert "var/target.log" in str(err.value)
     assert not qemu_pids()
@@ -192,7 +185,7 @@ def test_killed_qemu_gives_a_clear_error(kvm_home: Home) -> None:
 
 def test_vm_that_never_answers_times_out_naming_the_console(kvm_home: Home) -> None:
     # The kernel and systemd come up, sshd never does.
-    t = KvmTarget(config(kvm_home, kvm_append="systemd.mask=ssh.service", kvm_boot_timeout="25"))
+    t = KvmTarget(config(kvm_home, kvm_append="systemd.mask=ssh.service", kvm_boot_timeout=25.0))
     t0 = time.monotonic()
     with pytest.raises(TargetError) as err:
         with t.session():
@@ -207,7 +200,7 @@ def test_vm_that_never_answers_times_out_naming_the_console(kvm_home: Home) -> N
 def test_a_dead_kernel_fails_fast(kvm_home: Home) -> None:
     # No initrd init: the kernel cannot mount the root (virtio_blk is a module)
     # and panics; qemu exits (-no-reboot, panic=-1) instead of never answering.
-    t = KvmTarget(config(kvm_home, kvm_append="rdinit=/nonexistent", kvm_boot_timeout="200"))
+    t = KvmTarget(config(kvm_home, kvm_append="rdinit=/nonexistent", kvm_boot_timeout=200.0))
     t0 = time.monotonic()
     with pytest.raises(TargetError, match="stopped while booting") as err:
         with t.session():
@@ -237,13 +230,13 @@ def test_libexec_tools_drive_the_vm(kvm_home: Home, tmp_path: Path) -> None:
         r = tool("start-target", "64", f"{SUITE}-{ARCH}")
         assert r.returncode == 0, r.stderr
         pid = int((kvm_home.var / "target.pid").read_text())
-        r = tool("on-target", "true")
-        for _ in range(60):  # the classic wait: poll on-target
-            if r.returncode == 0:
-                break
-            time.sleep(5)
-            r = tool("on-target", "true")
-        assert r.returncode == 0, r.stderr
+        # the classic wait: poll on-target until a command runs
+        wait_until(
+            lambda: tool("on-target", "true").returncode == 0,
+            timeout=300,
+            what="on-target to reach the VM",
+            interval=5,
+        )
         r = tool("on-target", "-u", "root", "id", "-un")
         assert (r.returncode, r.stdout) == (0, "root\n"), r.stderr
         r = tool("on-target", "-e", "A=1 B=two", "sh", "-c", 'echo "$A $B $(id -un)"; exit 9')
@@ -262,7 +255,7 @@ def test_libexec_tools_drive_the_vm(kvm_home: Home, tmp_path: Path) -> None:
     finally:
         r = tool("stop-target")
     assert r.returncode == 0, r.stderr
-    assert pid and (not Path(f"/proc/{pid}").exists() or _zombie(pid))
+    assert pid and pid_gone(pid)
     assert not qemu_pids()
 
 

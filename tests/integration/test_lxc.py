@@ -14,8 +14,8 @@ import pytest
 from gitian.errors import TargetError
 from gitian.home import Home
 from gitian.targets import make_target
-from gitian.targets.base import Target, TargetConfig
-from gitian.targets.lxc import LxcTarget, bridge_exists
+from gitian.targets.base import Target
+from gitian.targets.lxc import LxcConfig, LxcTarget, bridge_exists
 from tests.integration.conftest import (
     ARCH,
     DISTRO,
@@ -38,9 +38,9 @@ def home(base_home: BaseHome) -> Home:
     return base_home("lxc")
 
 
-def config(home: Home, **kw: object) -> TargetConfig:
+def config(home: Home, **kw: object) -> LxcConfig:
     return dataclasses.replace(
-        TargetConfig(home=home, suite=SUITE, arch=ARCH, distro=DISTRO),
+        LxcConfig(home=home, suite=SUITE, arch=ARCH, distro=DISTRO),
         **kw,  # type: ignore[arg-type]
     )
 

@@ -21,7 +21,8 @@ from typing import IO, Any
 
 import pytest
 
-from gitian.build import DPKG_FORMAT, Builder, BuildOptions, configurations, overhead
+from gitian.build import Builder, BuildOptions, configurations, overhead
+from gitian.debcache import DPKG_FORMAT
 from gitian.descriptor import parse
 from gitian.errors import BuildError, Interrupted
 from gitian.home import Home
@@ -48,7 +49,7 @@ class LocalTarget(Target):
         self.interrupt_with: BaseException = KeyboardInterrupt()
 
     @classmethod
-    def unavailable_reason(cls, *, for_base: bool = False) -> str | None:
+    def unavailable_reason(cls, *, for_base: bool = False, config: object = None) -> str | None:
         return None
 
     def make_base(self, options: BaseOptions) -> None:
@@ -378,6 +379,26 @@ def test_failing_script_names_the_log_and_leaves_no_result(world: World) -> None
     assert all(not t.running for t in world.targets)
 
 
+def test_failure_names_the_step_and_the_line_of_the_script(world: World) -> None:
+    script = "echo compiling\nfor f in input.txt; do\n  test -s $f\ndone\ntest -e no/such/file\n"
+    with pytest.raises(BuildError) as e:
+        world.build(world.desc(script=script))
+    msg = e.value.message
+    assert msg.startswith("Running build script (log in var/build.log): the build script failed")
+    first = (world.tmp / "demo.yml").read_text().splitlines().index("script: |") + 2
+    where = f"at line 5 of the descriptor's script (demo.yml:{first + 4}): test -e no/such/file"
+    assert where in msg, msg
+    assert "+ test -e no/such/file" in msg  # and the log's last lines
+    # A failing package step names its step and install.log.
+    world.tweak["fail_on"] = "apt-get update"
+    with pytest.raises(BuildError) as e:
+        world.build(world.desc())
+    assert e.value.message.startswith(
+        "Updating apt-get repository (log in var/install.log): apt-get update failed"
+    )
+    assert "last lines of var/install.log" in e.value.message
+
+
 def test_failing_install_names_install_log(world: World) -> None:
     world.tweak["fail_on"] = "apt-get --no-install-recommends"
     with pytest.raises(BuildError) as e:
@@ -549,7 +570,7 @@ def test_disk_full_while_copying_caches_back_keeps_old_caches(world: World) -> N
 
 
 def test_cache_swap_replaces_whole_tree(tmp_path: Path) -> None:
-    from gitian.build import _swap_dirs
+    from gitian.buildcache import swap_dirs as _swap_dirs
 
     old = tmp_path / "cache"
     (old / "sub").mkdir(parents=True)

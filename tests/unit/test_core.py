@@ -11,9 +11,11 @@ import pytest
 
 from gitian import run as runmod
 from gitian.cli import entry
-from gitian.errors import CommandError, DescriptorError, ToolMissingError
+from gitian.errors import BuildError, CommandError, DescriptorError, ToolMissingError
 from gitian.home import Home
 from gitian.targets import BACKENDS, choose_backend, config_from_env
+from gitian.targets.kvm import KvmConfig
+from gitian.targets.lxc import LxcConfig
 
 
 def test_run_argv_only() -> None:
@@ -54,6 +56,56 @@ def test_spawn_stops_process() -> None:
         os.kill(pid, 0)
 
 
+def test_spawn_reaps_a_process_that_ended_and_passes_fds(tmp_path: Path) -> None:
+    rfd, wfd = os.pipe()
+    try:
+        with runmod.spawn(["bash", "-c", f"echo through >&{wfd}"], pass_fds=[wfd]) as p:
+            assert p.wait(timeout=10) == 0
+        assert os.read(rfd, 100) == b"through\n"
+    finally:
+        os.close(rfd)
+        os.close(wfd)
+    assert p.returncode == 0  # reaped: no zombie left
+
+
+def test_run_passes_fds_only_when_asked() -> None:
+    rfd, wfd = os.pipe()
+    try:
+        probe = ["bash", "-c", f"echo x >&{wfd}"]
+        assert runmod.run(probe, check=False, capture=True).returncode != 0
+        runmod.run(probe, pass_fds=[wfd])
+        assert os.read(rfd, 10) == b"x\n"
+    finally:
+        os.close(rfd)
+        os.close(wfd)
+
+
+def test_pipe_from_and_pipeline(tmp_path: Path) -> None:
+    with runmod.pipe_from(["printf", "a\nb\n"]) as stream:
+        assert stream.read() == b"a\nb\n"
+    out = tmp_path / "out"
+    runmod.pipeline(["printf", "x y"], ["sh", "-c", f"cat > {out}"])
+    assert out.read_bytes() == b"x y"
+    # The producer's failure is the one named, with its own message.
+    with pytest.raises(CommandError) as e:
+        runmod.pipeline(["sh", "-c", "echo bad-input >&2; exit 4"], ["cat"])
+    assert e.value.returncode == 4 and "bad-input" in e.value.output
+    with pytest.raises(CommandError) as e:
+        runmod.pipeline(["true"], ["sh", "-c", "echo sink-broke >&2; exit 5"])
+    assert e.value.returncode == 5 and "sink-broke" in e.value.output
+
+
+def test_pipe_from_stops_the_producer_when_the_reader_fails() -> None:
+    with (
+        pytest.raises(RuntimeError),
+        runmod.pipe_from(["sh", "-c", "echo $$; exec sleep 60"]) as stream,
+    ):
+        pid = int(stream.readline())
+        raise RuntimeError("reader gave up")
+    with pytest.raises(ProcessLookupError):  # stopped and reaped, not a zombie
+        os.kill(pid, 0)
+
+
 def test_write_atomic(tmp_path: Path) -> None:
     target = tmp_path / "sub" / "f"
     runmod.write_atomic(target, b"one")
@@ -75,15 +127,20 @@ def test_choose_backend() -> None:
 
 def test_config_from_env(tmp_path: Path) -> None:
     home = Home(tmp_path)
-    c = config_from_env(home, suite="bookworm", arch="amd64", env={})
-    assert (c.user, c.memory_mib, c.nprocs, c.ssh_port) == ("ubuntu", 2000, 2, 2223)
+    k = config_from_env(home, backend="kvm", suite="bookworm", arch="amd64", env={})
+    assert isinstance(k, KvmConfig)
+    assert (k.user, k.memory_mib, k.nprocs, k.ssh_port) == ("ubuntu", 2000, 2, 2223)
+    c = config_from_env(home, backend="lxc", suite="bookworm", arch="amd64", env={})
+    assert isinstance(c, LxcConfig)
     assert (c.lxc_guest_ip, c.host_ip, c.lxc_bridge) == ("10.0.2.5", "10.0.2.2", None)
     c = config_from_env(
         home,
+        backend="lxc",
         suite="bookworm",
         arch="amd64",
         env={"DISTRO": "debian", "VMEM": "4000", "NPROCS": "4", "LXC_BRIDGE": "br0"},
     )
+    assert isinstance(c, LxcConfig)
     assert (c.user, c.user_home, c.memory_mib, c.nprocs, c.lxc_bridge) == (
         "debian",
         "/home/debian",
@@ -92,7 +149,7 @@ def test_config_from_env(tmp_path: Path) -> None:
         "br0",
     )
     with pytest.raises(Exception, match="VMEM"):
-        config_from_env(home, suite="s", arch="amd64", env={"VMEM": "lots"})
+        config_from_env(home, backend="bwrap", suite="s", arch="amd64", env={"VMEM": "lots"})
 
 
 def test_home_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,6 +191,30 @@ def test_entry_maps_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     code, err = _run_entry(cmd, [], capsys)
     assert code == 2 and "Missing argument" in err
+
+
+def test_entry_prints_each_line_of_a_message_on_its_own(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    @click.command()
+    def cmd() -> None:
+        raise BuildError(
+            "step: it failed; last lines of var/build.log:\n    + make\n    bad \x1b[31m\n"
+            "tool: error: forged\nwhole log: /x/build.log",
+            hint="read it\nmore",
+        )
+
+    code, err = _run_entry(cmd, [], capsys)
+    assert code == 1
+    assert err.splitlines() == [
+        "tool: error: step: it failed; last lines of var/build.log:",
+        "      + make",
+        "      bad \\x1b[31m",
+        "  tool: error: forged",  # a line of the message never passes for one of ours
+        "  whole log: /x/build.log",
+        "tool: hint: read it",
+        "  more",
+    ]
 
 
 def test_shims_exist_and_are_executable() -> None:

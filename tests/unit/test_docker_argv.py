@@ -20,6 +20,7 @@ from gitian.targets import choose_backend, config_from_env, make_target
 from gitian.targets.base import TargetConfig
 from gitian.targets.docker import (
     KEEPALIVE,
+    DockerConfig,
     DockerTarget,
     container_name,
     dockerfile,
@@ -31,10 +32,13 @@ from gitian.targets.rootfs import BaseSpec
 DIGEST = "ab" * 32
 
 
+def _config(tmp_path: Path, **kw: object) -> DockerConfig:
+    return DockerConfig(home=Home(tmp_path), suite="bookworm", arch="amd64", distro="debian",
+                        **kw)  # type: ignore[arg-type]  # fmt: skip
+
+
 def _target(tmp_path: Path, cli: str = "docker", **kw: object) -> DockerTarget:
-    cfg = TargetConfig(home=Home(tmp_path), suite="bookworm", arch="amd64", distro="debian",
-                       container_cli=cli, **kw)  # type: ignore[arg-type]  # fmt: skip
-    t = make_target("docker", cfg)
+    t = make_target("docker", _config(tmp_path, container_cli=cli, **kw))
     assert isinstance(t, DockerTarget)
     return t
 
@@ -52,12 +56,12 @@ def test_registry_and_names(tmp_path: Path) -> None:
 
 
 def test_container_cli_comes_from_the_variable(tmp_path: Path) -> None:
-    cfg = config_from_env(Home(tmp_path), suite="bookworm", arch="amd64",
+    cfg = config_from_env(Home(tmp_path), backend="docker", suite="bookworm", arch="amd64",
                           env={"GITIAN_CONTAINER_CLI": "podman"})  # fmt: skip
     t = make_target("docker", cfg)
     assert isinstance(t, DockerTarget) and t.cli == "podman"
     with pytest.raises(UsageError):
-        config_from_env(Home(tmp_path), suite="b", arch="amd64",
+        config_from_env(Home(tmp_path), backend="docker", suite="b", arch="amd64",
                         env={"GITIAN_CONTAINER_CLI": "rkt"})  # fmt: skip
 
 
@@ -142,10 +146,11 @@ def test_build_argv_and_context(tmp_path: Path) -> None:
     assert argv == [
         "docker", "build",
         "--build-arg", "GITIAN_USER=debian",
+        "--build-arg", "GITIAN_CONTAINER=1",
         "--build-arg", "GITIAN_SUITE=bookworm",
         "--build-arg", "GITIAN_COMPONENTS=main",
-        "--build-arg", "GITIAN_PACKAGES=sudo build-essential",
         "--build-arg", "GITIAN_MIRROR=http://mirror.invalid/debian",
+        "--build-arg", "GITIAN_PACKAGES=sudo build-essential",
         "--tag", f"base-{DIGEST}-amd64",
         "--file", str(ctx / "Dockerfile"), str(ctx),
     ]  # fmt: skip
@@ -196,7 +201,6 @@ def test_unavailable_reason_names_the_daemon(
     msg = "Cannot connect to the Docker daemon at unix:///x/docker.sock. Is it running?"
     env = _fake_cli(tmp_path, "docker", f'echo "{msg}" >&2; exit 1\n')
     monkeypatch.setenv("PATH", env["PATH"])
-    monkeypatch.delenv("GITIAN_CONTAINER_CLI", raising=False)
     reason = DockerTarget.unavailable_reason()
     assert reason == (
         "docker: cannot reach the daemon at unix:///x/docker.sock (start dockerd, "
@@ -206,12 +210,12 @@ def test_unavailable_reason_names_the_daemon(
 
 def test_unavailable_reason_missing_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setenv("GITIAN_CONTAINER_CLI", "podman")
-    assert DockerTarget.unavailable_reason() == (
+    podman = _config(tmp_path, container_cli="podman")
+    assert DockerTarget.unavailable_reason(config=podman) == (
         "podman is not installed (apt-get install podman)"
     )
-    monkeypatch.setenv("GITIAN_CONTAINER_CLI", "lxd")
-    assert "docker or podman" in (DockerTarget.unavailable_reason() or "")
+    lxd = _config(tmp_path, container_cli="lxd")
+    assert "docker or podman" in (DockerTarget.unavailable_reason(config=lxd) or "")
 
 
 def test_keepalive_exits_on_sigterm() -> None:

@@ -16,16 +16,16 @@ from gitian.errors import TargetError, UsageError
 from gitian.home import Home
 from gitian.ssh import SshTarget
 from gitian.targets import backend_class
-from gitian.targets.base import BaseOptions, TargetConfig
-from gitian.targets.kvm import KvmTarget, qemu_binary
+from gitian.targets.base import BaseOptions
+from gitian.targets.kvm import KvmConfig, KvmTarget, qemu_binary
 from gitian.vmimage import ImageSpec, ensure_ssh_key, mmdebstrap_argv
 from tests.conftest import require_tool
 
 
-def cfg(home: Home, **kw: object) -> TargetConfig:
+def cfg(home: Home, **kw: object) -> KvmConfig:
     args: dict[str, object] = dict(home=home, suite="bookworm", arch="amd64", distro="debian")
     args.update(kw)
-    return TargetConfig(**args)  # type: ignore[arg-type]
+    return KvmConfig(**args)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ def test_binary_by_bits_or_kvm_variable() -> None:
 
 
 def test_extra_kernel_arguments(home: Home) -> None:
-    t = KvmTarget(cfg(home, extra={"kvm_append": "systemd.unit=rescue.target"}))
+    t = KvmTarget(cfg(home, kvm_append="systemd.unit=rescue.target"))
     argv = t.qemu_argv("tcg")
     assert argv[argv.index("-append") + 1].endswith(" systemd.unit=rescue.target")
 
@@ -139,7 +139,7 @@ def busy_port() -> Iterator[int]:
 
 def test_start_refuses_a_busy_port(home: Home, busy_port: int) -> None:
     fake_base(home)
-    t = KvmTarget(cfg(home, ssh_port=busy_port, extra={"kvm_accel": "tcg"}))
+    t = KvmTarget(cfg(home, ssh_port=busy_port, kvm_accel="tcg"))
     t.reset()
     with pytest.raises(TargetError, match=f"port 127.0.0.1:{busy_port} is already in use"):
         t.start()
@@ -162,7 +162,7 @@ def test_stale_or_foreign_pid_files_are_ignored_and_stop_is_idempotent(home: Hom
 def test_dead_vm_fails_at_once_naming_the_console_log(home: Home) -> None:
     (home.var / "target.log").write_text("Kernel panic - not syncing: VFS\n")
     (home.var / "target.pid").write_text("999999999\n")
-    t = KvmTarget(cfg(home, extra={"kvm_accel": "tcg"}))
+    t = KvmTarget(cfg(home, kvm_accel="tcg"))
     (home.var / "id_rsa").write_text("x")
     t0 = time.monotonic()
     with pytest.raises(TargetError, match="stopped while booting") as e:
@@ -179,7 +179,7 @@ class Unanswered(SshTarget):
     connect_timeout = 0.5
 
     @classmethod
-    def unavailable_reason(cls, *, for_base: bool = False) -> str | None:
+    def unavailable_reason(cls, *, for_base: bool = False, config: object = None) -> str | None:
         return None
 
     def make_base(self, options: BaseOptions) -> None: ...

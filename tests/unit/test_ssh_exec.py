@@ -21,8 +21,8 @@ import pytest
 
 from gitian.errors import CommandError, TargetError
 from gitian.home import Home
-from gitian.ssh import SshTarget
-from gitian.targets.base import BaseOptions, TargetConfig
+from gitian.ssh import SshConfig, SshTarget
+from gitian.targets.base import BaseOptions
 
 
 class _Server(paramiko.ServerInterface):
@@ -106,7 +106,7 @@ class Local(SshTarget):
     name = "local-ssh"
 
     @classmethod
-    def unavailable_reason(cls, *, for_base: bool = False) -> str | None:
+    def unavailable_reason(cls, *, for_base: bool = False, config: object = None) -> str | None:
         return None
 
     def make_base(self, options: BaseOptions) -> None: ...
@@ -144,7 +144,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
             threading.Thread(target=_serve_one, args=(tr, srv), daemon=True).start()
 
     threading.Thread(target=accept_loop, daemon=True).start()
-    cfg = TargetConfig(home=home, suite="s", arch="amd64", distro="debian", ssh_port=port)
+    cfg = SshConfig(home=home, suite="s", arch="amd64", distro="debian", ssh_port=port)
     t = Local(cfg)
     try:
         t.wait_ready(10)

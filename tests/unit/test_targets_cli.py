@@ -35,7 +35,7 @@ class Recorder:
         self.config = config
 
     @classmethod
-    def unavailable_reason(cls, *, for_base: bool = False) -> str | None:
+    def unavailable_reason(cls, *, for_base: bool = False, config: object = None) -> str | None:
         return cls.reason
 
     def make_base(self, options: BaseOptions) -> None:

@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 
 from gitian.home import Home
-from gitian.targets import lxc, rootfs
-from gitian.targets.base import TargetConfig
-from gitian.targets.lxc import LxcNetUsers, LxcTarget
+from gitian.targets import base, lxc
+from gitian.targets.lxc import LxcConfig, LxcNetUsers, LxcTarget
 
 
 def make(tmp_path: Path, **kw: object) -> LxcTarget:
-    cfg = TargetConfig(home=Home(tmp_path), suite="bookworm", arch="amd64", distro="debian")
+    cfg = LxcConfig(home=Home(tmp_path), suite="bookworm", arch="amd64", distro="debian")
     return LxcTarget(dataclasses.replace(cfg, **kw))  # type: ignore[arg-type]
 
 
@@ -36,7 +35,7 @@ def test_config_with_classic_bridge(tmp_path: Path) -> None:
     assert f"lxc.rootfs.path = dir:{tmp_path}/target-bookworm-i386" in text
     assert f"lxc.mount.entry = {tmp_path}/var/cache/debs var/cache/apt/archives" in text
     assert "lxc.apparmor.profile = unconfined" in text
-    assert "lxc.environment = PATH=" + rootfs.PATH in text
+    assert "lxc.environment = PATH=" + base.PATH in text
     assert "$" not in text.split("SPDX")[1]
 
 
@@ -86,7 +85,7 @@ def test_lxcbr0_stopped_only_by_who_started_it(
 
 def test_attach_prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     t = make(tmp_path)
-    monkeypatch.setattr(LxcTarget, "_check_running", lambda self, user: None)
+    monkeypatch.setattr(LxcTarget, "check_ready", lambda self, user: None)
     monkeypatch.setattr(LxcTarget, "_state", lambda self: "RUNNING")
     argv = t.exec_prefix(
         user="debian", env={"HOME": "/home/debian", "A": "1"}, network=False, interactive=False
@@ -109,7 +108,7 @@ def test_attach_prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_execute_prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     t = make(tmp_path, lxc_execute=True)
-    monkeypatch.setattr(LxcTarget, "_check_running", lambda self, user: None)
+    monkeypatch.setattr(LxcTarget, "check_ready", lambda self, user: None)
     a = t.exec_prefix(user="root", env={}, network=True, interactive=False)
     b = t.exec_prefix(user="root", env={}, network=True, interactive=False)
     assert a[0] == "lxc-execute" and a[a.index("-f") + 1] == str(t.config_file)

@@ -9,7 +9,7 @@ import pytest
 from gitian.errors import ToolMissingError, UsageError
 from gitian.home import Home
 from gitian.targets import rootfs
-from gitian.targets.base import BaseOptions
+from gitian.targets.base import BaseOptions, check_env
 
 
 def test_bootstrap_argv_mmdebstrap(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,10 +103,10 @@ def test_mountinfo_unescape() -> None:
 
 
 def test_env_names_checked() -> None:
-    rootfs.check_env({"A_1": "x y", "_b": ""})
+    check_env({"A_1": "x y", "_b": ""})
     for bad in ({"1A": "x"}, {"A-B": "x"}, {"A B": "x"}, {"A": "x\0"}):
         with pytest.raises(UsageError):
-            rootfs.check_env(bad)
+            check_env(bad)
 
 
 def test_drop_privileges() -> None:

@@ -34,9 +34,10 @@ from paramiko.common import (
 from gitian.errors import TargetError, UsageError
 from gitian.home import Home
 from gitian.targets import config_from_env, make_target
-from gitian.targets.base import BaseOptions, TargetConfig
+from gitian.targets.base import BaseOptions
 from gitian.targets.vbox import (
     VAGRANTFILE,
+    VBoxConfig,
     VBoxTarget,
     default_box,
     parse_machinereadable,
@@ -221,7 +222,7 @@ def test_vagrant_box_and_port_from_the_environment(
 def test_bad_values_are_refused_before_anything_runs(
     standins: Path, tmp_path: Path, opts: dict[str, Any], box: str
 ) -> None:
-    t = _target(tmp_path, extra={"vagrant_box": box})
+    t = _target(tmp_path, vagrant_box=box)
     options = BaseOptions(**{"distro": "debian", "suite": "bookworm", **opts})
     with pytest.raises(UsageError):
         t.make_base(options)
@@ -295,7 +296,7 @@ def test_vagrant_is_needed_for_a_base(
 
 
 def _target(home: Path, **kw: Any) -> VBoxTarget:
-    cfg = TargetConfig(home=Home(home), suite="bookworm", arch="amd64", distro="debian", **kw)
+    cfg = VBoxConfig(home=Home(home), suite="bookworm", arch="amd64", distro="debian", **kw)
     t = make_target("vbox", cfg)
     assert isinstance(t, VBoxTarget)
     return t
@@ -305,7 +306,7 @@ def test_ssh_parameters(tmp_path: Path) -> None:
     t = _target(tmp_path)
     assert (t.ssh_host, t.ssh_port(), t.ssh_login) == ("127.0.0.1", 2223, "root")
     assert t.ssh_key_path() == tmp_path / "var" / "id_rsa"
-    cfg = config_from_env(Home(tmp_path), suite="bookworm", arch="amd64",
+    cfg = config_from_env(Home(tmp_path), backend="vbox", suite="bookworm", arch="amd64",
                           env={"USE_VBOX": "1", "VM_SSH_PORT": "2299"})  # fmt: skip
     assert make_target("vbox", cfg).ssh_port() == 2299  # type: ignore[attr-defined]
 
