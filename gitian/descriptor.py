@@ -16,7 +16,7 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -182,8 +182,7 @@ def load_name(path: str | os.PathLike[str]) -> str:
 
 def parse(raw: bytes, path: Path | str = "<descriptor>") -> Descriptor:
     """Parse descriptor bytes.  Errors are one line naming the file and the key."""
-    fields = _fields(raw, path)
-    return _build(fields, raw, Path(path))
+    return Descriptor(path=Path(path), raw=raw, **_fields(raw, path))
 
 
 def _file_name(path: str | os.PathLike[str]) -> str:
@@ -205,20 +204,6 @@ def _fields(raw: bytes, path: str | os.PathLike[str]) -> dict[str, Any]:
         return _validate(doc)
     except DescriptorError as e:
         raise DescriptorError(printable(f"{where}: {e.message}"), hint=e.hint) from None
-
-
-def _build(fields: dict[str, Any], raw: bytes, path: Path) -> Descriptor:
-    """The :class:`Descriptor` for validated ``fields``."""
-    return Descriptor(
-        path=path,
-        raw=raw,
-        **{
-            **fields,
-            "remotes": tuple(Remote(*r) for r in fields["remotes"]),
-            "repositories": tuple(Repository(*r) for r in fields["repositories"]),
-            "alternatives": tuple(Alternative(*a) for a in fields["alternatives"]),
-        },
-    )
 
 
 def _kind(v: Any) -> str:
@@ -401,9 +386,8 @@ def _local_refused(s: str, key: str) -> DescriptorError:
     )
 
 
-def _reference_datetime(v: Any) -> str:
+def _reference_datetime(v: Any, key: str) -> str:
     """``YYYY-MM-DD HH:MM:SS`` (UTC), from a string or an unquoted YAML timestamp."""
-    key = "reference_datetime"
     if isinstance(v, datetime.date):  # an unquoted YAML timestamp
         when: datetime.datetime
         if isinstance(v, datetime.datetime):
@@ -446,155 +430,205 @@ def _optionals(v: Any, key: str = "optionals", depth: int = 0) -> Any:
     raise DescriptorError(f"{key!r} holds an unsupported value ({_kind(v)})")
 
 
+# --------------------------------------------------------------------------
+# the checks of single values that the field table below names
+
+
+def _distro(v: Any, key: str) -> str:
+    distro = _str(v, key)
+    if distro not in DISTROS:
+        raise DescriptorError(f"{key!r} must be one of {', '.join(DISTROS)}, not {_shown(distro)}")
+    return distro
+
+
+def _architecture(v: Any, key: str) -> str:
+    a = _str(v, key)
+    if a not in ARCHITECTURES:
+        raise DescriptorError(f"{key!r} entry {_shown(a)} is not one of {', '.join(ARCHITECTURES)}")
+    return a
+
+
+def _script(v: Any, key: str) -> str:
+    script = _str(v, key)
+    if "\x00" in script:
+        raise DescriptorError(f"{key!r} contains a NUL byte")
+    return script
+
+
+def _dpkg_arch(v: Any, key: str) -> str:
+    a = _str(v, key)
+    if not DPKG_ARCH.fullmatch(a):
+        raise DescriptorError(f"{key!r} entry {_shown(a)} is not a dpkg architecture")
+    return a
+
+
+def _digest(v: Any, key: str) -> str:
+    d = _str(v, key)
+    if not DIGEST.fullmatch(d):
+        raise DescriptorError(f"{key!r} entry {_shown(d)} is not a sha256:<64 hex> digest")
+    return d
+
+
+def _apt_source(v: Any, key: str) -> str:
+    source = _no_control(_str(v, key), key)
+    if not APT_SOURCE.fullmatch(source):
+        raise DescriptorError(
+            f"{key} {_shown(source)} is not an apt line "
+            "('deb [options] URI SUITE COMPONENT...', no shell metacharacters)"
+        )
+    return source
+
+
+def _alternative_name(v: Any, key: str) -> str:
+    alt = _str(v, key)
+    if not ALTERNATIVE.fullmatch(alt):
+        raise DescriptorError(f"{key} {_shown(alt)} is not an alternatives name")
+    return alt
+
+
+def _alternative_path(v: Any, key: str) -> str:
+    pth = _no_control(_str(v, key), key)
+    if not ALTERNATIVE_PATH.fullmatch(pth) or set(pth.split("/")) & {".", ".."}:
+        raise DescriptorError(
+            f"{key} {_shown(pth)} must be an absolute path of plain names "
+            "(letters, digits, '+._-'; no '.' or '..')"
+        )
+    return pth
+
+
+# --------------------------------------------------------------------------
+# the field table: one entry per key, as mkosi declares its settings
+
+Check = Callable[[Any, str], Any]
+"""Turns a key's YAML value into its parsed value: ``check(value, label)``,
+raising a :class:`DescriptorError` whose message names ``label``."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """One key of a descriptor, or of an entry of one of its lists.
+
+    A ``required`` key that is absent is refused; any other absent or null
+    key takes ``default``; every other value goes through ``check``.
+    """
+
+    key: str
+    check: Check
+    required: bool = False
+    default: Any = None
+
+
+@dataclass(frozen=True)
+class ListOf:
+    """A check for a list whose every item goes through ``item``."""
+
+    item: Check
+    #: null or empty is refused
+    nonempty: bool = False
+
+    def __call__(self, v: Any, key: str) -> tuple[Any, ...]:
+        return tuple(self.item(x, key) for x in _list(v, key, required=self.nonempty))
+
+
+@dataclass(frozen=True)
+class Entries:
+    """A check for a list of mappings (``remotes``, ``repositories``,
+    ``alternatives``): each entry is checked against ``fields`` and made
+    into ``make``; the ``unique`` key may not repeat across entries."""
+
+    fields: tuple[Field, ...]
+    make: Callable[..., Any]
+    unique: str | None = None
+
+    def __call__(self, v: Any, key: str) -> tuple[Any, ...]:
+        out = []
+        seen: set[Any] = set()
+        for i, entry in enumerate(_list(v, key)):
+            where = f"{key}[{i}]"
+            values = _check_fields(_mapping(entry, where), self.fields, where)
+            if self.unique is not None:
+                if values[self.unique] in seen:
+                    raise DescriptorError(
+                        f"{where}.{self.unique} {values[self.unique]!r} is used by two {key}"
+                    )
+                seen.add(values[self.unique])
+            out.append(self.make(**values))
+        return tuple(out)
+
+
+REMOTE_FIELDS = (
+    Field("url", _url, required=True),
+    Field("dir", _sanitary, required=True),
+    Field("commit", _commit),
+)
+REPOSITORY_FIELDS = (
+    Field("source", _apt_source, required=True),
+    Field("distribution", _sanitary, required=True),
+    Field("packages", ListOf(_package), default=()),
+)
+ALTERNATIVE_FIELDS = (
+    Field("package", _alternative_name, required=True),
+    Field("path", _alternative_path, required=True),
+)
+
+#: Every key a descriptor may have (SPEC §2), in the order they are checked.
+FIELDS = (
+    Field("name", _sanitary, required=True),
+    Field("distro", _distro, default="ubuntu"),
+    Field("suites", ListOf(_sanitary, nonempty=True), required=True),
+    Field("architectures", ListOf(_architecture, nonempty=True), required=True),
+    Field("packages", ListOf(_package), default=()),
+    Field("remotes", Entries(REMOTE_FIELDS, Remote, unique="dir"), default=()),
+    Field("reference_datetime", _reference_datetime),
+    Field("files", ListOf(_sanitary), default=()),
+    Field("script", _script, default=""),
+    Field("enable_cache", _bool, default=False),
+    Field("sudo", _bool, default=False),
+    Field("multiarch", ListOf(_dpkg_arch), default=()),
+    Field("repositories", Entries(REPOSITORY_FIELDS, Repository), default=()),
+    Field("alternatives", Entries(ALTERNATIVE_FIELDS, Alternative), default=()),
+    Field("docker_image_digests", ListOf(_digest), default=()),
+    Field("optionals", _optionals),
+)
+
+
+def _check_fields(
+    doc: Mapping[Any, Any], fields: Sequence[Field], where: str | None = None
+) -> dict[str, Any]:
+    """``doc``'s values for ``fields``, checked in order.  ``where`` is the
+    entry's place (``remotes[0]``), None at the top level."""
+    out = {}
+    for f in fields:
+        if f.required and f.key not in doc:
+            raise DescriptorError(
+                f"missing required key {f.key!r}"
+                if where is None
+                else f"{where} is missing {f.key!r}"
+            )
+        v = doc.get(f.key)
+        if v is None and not f.required:
+            out[f.key] = f.default
+        else:
+            out[f.key] = f.check(v, f.key if where is None else f"{where}.{f.key}")
+    return out
+
+
 def _validate(doc: dict[Any, Any]) -> dict[str, Any]:
     """The descriptor's fields, checked: :class:`Descriptor`'s keyword
-    arguments but ``path`` and ``raw``, with each remote, repository and
-    alternative as a tuple of its fields' values."""
+    arguments but ``path`` and ``raw``."""
     for k in doc:
         if not isinstance(k, str):
             raise DescriptorError(f"top-level key {_shown(str(k))} is not a string")
-
-    if "name" not in doc:
-        raise DescriptorError("missing required key 'name'")
-    name = _sanitary(doc["name"], "name")
-
-    distro = doc.get("distro", "ubuntu")
-    distro = _str(distro, "distro") if distro is not None else "ubuntu"
-    if distro not in DISTROS:
-        raise DescriptorError(
-            f"'distro' must be one of {', '.join(DISTROS)}, not {_shown(distro)}"
-        )
-
-    suites = tuple(
-        _sanitary(s, "suites") for s in _list(doc.get("suites"), "suites", required=True)
-    )
-    archs = []
-    for a in _list(doc.get("architectures"), "architectures", required=True):
-        a = _str(a, "architectures")
-        if a not in ARCHITECTURES:
-            raise DescriptorError(
-                f"'architectures' entry {_shown(a)} is not one of {', '.join(ARCHITECTURES)}"
-            )
-        archs.append(a)
-
-    packages = tuple(_package(p, "packages") for p in _list(doc.get("packages"), "packages"))
-
-    remotes: list[tuple[str, str, str | None]] = []
-    seen_dirs: set[str] = set()
-    for i, r in enumerate(_list(doc.get("remotes"), "remotes")):
-        where = f"remotes[{i}]"
-        r = _mapping(r, where)
-        if "url" not in r:
-            raise DescriptorError(f"{where} is missing 'url'")
-        if "dir" not in r:
-            raise DescriptorError(f"{where} is missing 'dir'")
-        d = _sanitary(r["dir"], f"{where}.dir")
-        if d in seen_dirs:
-            raise DescriptorError(f"{where}.dir {d!r} is used by two remotes")
-        seen_dirs.add(d)
-        commit = r.get("commit")
-        remotes.append(
-            (
-                _url(r["url"], f"{where}.url"),
-                d,
-                None if commit is None else _commit(commit, f"{where}.commit"),
-            )
-        )
-
-    ref = doc.get("reference_datetime")
-    reference = None if ref is None else _reference_datetime(ref)
-    if reference is None and not remotes:
+    fields = _check_fields(doc, FIELDS)
+    # What one field alone cannot say.
+    if fields["reference_datetime"] is None and not fields["remotes"]:
         raise DescriptorError("missing 'reference_datetime' (required when there are no remotes)")
-
-    files = []
-    for f in _list(doc.get("files"), "files"):
-        files.append(_sanitary(f, "files"))
-
-    script = doc.get("script", "")
-    script = "" if script is None else _str(script, "script")
-    if "\x00" in script:
-        raise DescriptorError("'script' contains a NUL byte")
-
-    multiarch = []
-    for a in _list(doc.get("multiarch"), "multiarch"):
-        a = _str(a, "multiarch")
-        if not DPKG_ARCH.fullmatch(a):
-            raise DescriptorError(f"'multiarch' entry {_shown(a)} is not a dpkg architecture")
-        multiarch.append(a)
-
-    repositories: list[tuple[str, str, tuple[str, ...]]] = []
-    for i, r in enumerate(_list(doc.get("repositories"), "repositories")):
-        where = f"repositories[{i}]"
-        r = _mapping(r, where)
-        for k in ("source", "distribution"):
-            if k not in r:
-                raise DescriptorError(f"{where} is missing {k!r}")
-        source = _no_control(_str(r["source"], f"{where}.source"), f"{where}.source")
-        if not APT_SOURCE.fullmatch(source):
-            raise DescriptorError(
-                f"{where}.source {_shown(source)} is not an apt line "
-                "('deb [options] URI SUITE COMPONENT...', no shell metacharacters)"
-            )
-        repositories.append(
-            (
-                source,
-                _sanitary(r["distribution"], f"{where}.distribution"),
-                tuple(
-                    _package(p, f"{where}.packages")
-                    for p in _list(r.get("packages"), f"{where}.packages")
-                ),
-            )
-        )
-
-    alternatives: list[tuple[str, str]] = []
-    for i, a in enumerate(_list(doc.get("alternatives"), "alternatives")):
-        where = f"alternatives[{i}]"
-        a = _mapping(a, where)
-        for k in ("package", "path"):
-            if k not in a:
-                raise DescriptorError(f"{where} is missing {k!r}")
-        pth = _no_control(_str(a["path"], f"{where}.path"), f"{where}.path")
-        if not ALTERNATIVE_PATH.fullmatch(pth) or set(pth.split("/")) & {".", ".."}:
-            raise DescriptorError(
-                f"{where}.path {_shown(pth)} must be an absolute path of plain names "
-                "(letters, digits, '+._-'; no '.' or '..')"
-            )
-        alt = _str(a["package"], f"{where}.package")
-        if not ALTERNATIVE.fullmatch(alt):
-            raise DescriptorError(f"{where}.package {_shown(alt)} is not an alternatives name")
-        alternatives.append((alt, pth))
-
-    digests = []
-    for d in _list(doc.get("docker_image_digests"), "docker_image_digests"):
-        d = _str(d, "docker_image_digests")
-        if not DIGEST.fullmatch(d):
-            raise DescriptorError(
-                f"'docker_image_digests' entry {_shown(d)} is not a sha256:<64 hex> digest"
-            )
-        digests.append(d)
+    digests, suites = fields["docker_image_digests"], fields["suites"]
     if digests and len(digests) != len(suites):
         raise DescriptorError(
             f"'docker_image_digests' has {len(digests)} entries but 'suites' has {len(suites)}"
         )
-
-    return dict(
-        name=name,
-        distro=distro,
-        suites=suites,
-        architectures=tuple(archs),
-        packages=packages,
-        reference_datetime=reference,
-        remotes=tuple(remotes),
-        files=tuple(files),
-        script=script,
-        enable_cache=_bool(doc.get("enable_cache"), "enable_cache"),
-        sudo=_bool(doc.get("sudo"), "sudo"),
-        multiarch=tuple(multiarch),
-        repositories=tuple(repositories),
-        alternatives=tuple(alternatives),
-        docker_image_digests=tuple(digests),
-        optionals=_optionals(doc.get("optionals")),
-    )
+    return fields
 
 
 def parse_assignments(value: str | Sequence[str] | None, option: str) -> dict[str, str]:

@@ -160,3 +160,22 @@ def test_load_errors(tmp_path: Path) -> None:
         descriptor.load(tmp_path / "missing.yml")
     with pytest.raises(DescriptorError, match="is a directory"):
         descriptor.load(tmp_path)
+
+
+def test_field_table_covers_the_descriptor() -> None:
+    # One table entry per Descriptor attribute (but the file's path and bytes),
+    # and one per attribute of each kind of list entry.
+    import dataclasses
+
+    def names(cls: type) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    assert sorted(f.key for f in descriptor.FIELDS) == sorted(
+        n for n in names(descriptor.Descriptor) if n not in ("path", "raw")
+    )
+    for table, cls in (
+        (descriptor.REMOTE_FIELDS, descriptor.Remote),
+        (descriptor.REPOSITORY_FIELDS, descriptor.Repository),
+        (descriptor.ALTERNATIVE_FIELDS, descriptor.Alternative),
+    ):
+        assert sorted(f.key for f in table) == sorted(names(cls))
