@@ -12,6 +12,7 @@ no code sees the raw YAML.
 from __future__ import annotations
 
 import datetime
+import difflib
 import hashlib
 import os
 import re
@@ -31,6 +32,12 @@ MAX_DESCRIPTOR_BYTES = 4 * 1024 * 1024
 MAX_LIST_ITEMS = 10_000
 MAX_NAME_LENGTH = 200  # <name>-build.assert.sig must fit in a file name
 MAX_URL_LENGTH = 2048
+#: How alike (difflib's ratio) an unknown key must be to a descriptor key to be
+#: refused as a typo of it: catches ``pakages``, ``file``, ``remote``,
+#: ``architecture``, ``refrence_datetime``, ``scrip``, ``Name``; leaves keys of
+#: a project's own (``version``, ``description``, ``notes``, ``sources``) alone.
+TYPO_CUTOFF = 0.8
+MAX_IGNORED_SHOWN = 10
 
 SANITARY = re.compile(r"[A-Za-z0-9_.\-]+")
 ARCHITECTURES: dict[str, tuple[int, str]] = {
@@ -116,6 +123,9 @@ class Descriptor:
     alternatives: tuple[Alternative, ...] = ()
     docker_image_digests: tuple[str, ...] = ()
     optionals: Any = None
+    #: what the file holds that no key above reads, as one printable line each
+    #: (unknown keys: projects carry keys of their own)
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def sha256(self) -> str:
@@ -131,7 +141,13 @@ class Descriptor:
         for opt, given in (("--commit", commits), ("--url", urls)):
             for d in given:
                 if d not in dirs:
-                    raise DescriptorError(f"{opt}: no remote with dir {d!r} in the descriptor")
+                    # refused either way: difflib's default cutoff, the suggestion only helps
+                    meant = difflib.get_close_matches(d, sorted(dirs), n=1)
+                    raise DescriptorError(
+                        f"{opt}: no remote with dir {d!r} in the descriptor"
+                        + (f" (did you mean {meant[0]!r}?)" if meant else ""),
+                        hint="its remotes' dirs: " + (", ".join(sorted(dirs)) or "none"),
+                    )
         remotes = []
         for r in self.remotes:
             url = _url(urls[r.dir], "--url", local_ok=True) if r.dir in urls else r.url
@@ -201,9 +217,12 @@ def _fields(raw: bytes, path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise DescriptorError(f"{where}: a descriptor must be a mapping, not {_kind(doc)}")
     try:
-        return _validate(doc)
+        fields, ignored = _validate(doc)
     except DescriptorError as e:
         raise DescriptorError(printable(f"{where}: {e.message}"), hint=e.hint) from None
+    if ignored:
+        fields["warnings"] = (printable(f"{where}: {_ignored(ignored)}"),)
+    return fields
 
 
 def _kind(v: Any) -> str:
@@ -613,12 +632,55 @@ def _check_fields(
     return out
 
 
-def _validate(doc: dict[Any, Any]) -> dict[str, Any]:
-    """The descriptor's fields, checked: :class:`Descriptor`'s keyword
-    arguments but ``path`` and ``raw``."""
+def _unknown_keys(doc: Mapping[Any, Any], fields: Sequence[Field], where: str | None) -> list[str]:
+    """The keys of ``doc`` that no field reads, as labels (``remotes[0].branch``).
+
+    A key this close to a known one is a typo: it would be ignored and the
+    build fail minutes later (``pakages:`` and then ``gcc: not found``), so it
+    is refused, naming the key meant.  Any other is the project's own.
+    """
+    known = [f.key for f in fields]
+    unknown = []
+    for k in doc:
+        if k in known:
+            continue
+        label = str(k) if where is None else f"{where}.{k}"
+        meant = difflib.get_close_matches(str(k).lower(), known, n=1, cutoff=TYPO_CUTOFF)
+        if meant:
+            raise DescriptorError(
+                f"unknown key {_shown(label)} (did you mean {meant[0]!r}?)",
+                hint="correct its spelling (a key of the project's own must not be this "
+                "close to a descriptor key)",
+            )
+        unknown.append(label)
+    return unknown
+
+
+def _ignored(labels: Sequence[str]) -> str:
+    """One line naming the keys no field reads."""
+    shown = ", ".join(_shown(k) for k in labels[:MAX_IGNORED_SHOWN])
+    more = len(labels) - MAX_IGNORED_SHOWN
+    if more > 0:
+        shown += f" and {more} more"
+    return f"unknown key{'s' if len(labels) > 1 else ''} {shown} ignored"
+
+
+def _validate(doc: dict[Any, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The descriptor's fields, checked (:class:`Descriptor`'s keyword
+    arguments but ``path``, ``raw`` and ``warnings``), and the keys that no
+    field reads."""
     for k in doc:
         if not isinstance(k, str):
             raise DescriptorError(f"top-level key {_shown(str(k))} is not a string")
+    # Typos first: a misspelt key is the likely cause of any other error
+    # (``remote:`` makes 'reference_datetime' look missing).
+    ignored = _unknown_keys(doc, FIELDS, None)
+    for f in FIELDS:
+        entries = doc.get(f.key)
+        if isinstance(f.check, Entries) and isinstance(entries, list):
+            for i, entry in enumerate(entries):
+                if isinstance(entry, dict):
+                    ignored += _unknown_keys(entry, f.check.fields, f"{f.key}[{i}]")
     fields = _check_fields(doc, FIELDS)
     # What one field alone cannot say.
     if fields["reference_datetime"] is None and not fields["remotes"]:
@@ -628,7 +690,7 @@ def _validate(doc: dict[Any, Any]) -> dict[str, Any]:
         raise DescriptorError(
             f"'docker_image_digests' has {len(digests)} entries but 'suites' has {len(suites)}"
         )
-    return fields
+    return fields, ignored
 
 
 def parse_assignments(value: str | Sequence[str] | None, option: str) -> dict[str, str]:

@@ -112,6 +112,8 @@ def cli(
     desc = load(descriptor).with_overrides(
         parse_assignments(commits, "--commit"), parse_assignments(urls, "--url")
     )
+    for line in desc.warnings:
+        log.warn(line)
     name = choose_backend(backend, env)
     if name == "docker" and desc.docker_image_digests:
         # With Docker the digests stand in for the suite names (classic behaviour).
