@@ -104,6 +104,8 @@ class Builder:
         self.out = out if out is not None else sys.stdout
         self.timings: list[tuple[str, float, bool]] = []
         self._live: Target | None = None
+        # the remotes after checkout, for the repositories handed to each target
+        self._checked: list[inputs.CheckedOut] = []
 
     # -- helpers ------------------------------------------------------------
     @contextlib.contextmanager
@@ -163,7 +165,7 @@ class Builder:
 
         with self.step("Hashing input files"):
             file_lines = inputs.file_lines(h, d.files)
-        checked: list[inputs.CheckedOut] = []
+        checked = self._checked = []
         fetch = inputs.FetchOptions(
             skip_fetch=self.opts.skip_fetch,
             fetch_branches=self.opts.fetch_branches,
@@ -341,8 +343,10 @@ class Builder:
                     self._pull_debs(target)
 
         with self.step("Creating build script (var/build-script)"):
-            for remote in d.remotes:
-                target.copy_to(h.inputs / remote.dir, "build")
+            for c in self._checked:
+                # exactly the refs this command asked for, not what inputs/ holds
+                with inputs.handover(h, c) as repo:
+                    target.copy_to(repo, "build")
             text = buildscript.build_script(
                 buildscript.ScriptParams(
                     name=d.name,

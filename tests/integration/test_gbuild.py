@@ -247,3 +247,77 @@ def test_two_architectures_in_one_run(base_home: BaseHome, i386_base: Path, tmp_
     assert (out / "uname-32").read_text() == "i686\n"  # setarch i386
     assert (out / "uname-64").read_text() == "x86_64\n"
     assert mounts_under(home.root) == []
+
+
+# -- the checkout a build script sees depends on the command only (issue 14 item 2) --
+
+DESCRIBE_DESC = """\
+name: "describe"
+distro: "debian"
+suites:
+- "bookworm"
+architectures:
+- "amd64"
+reference_datetime: "2024-01-01 00:00:00"
+remotes:
+- "url": "https://example.invalid/src.git"
+  "dir": "src"
+script: |
+  cd src
+  git describe --always > "$OUTDIR/describe"
+  git tag > "$OUTDIR/tags"
+  git for-each-ref > "$OUTDIR/refs"
+  git log --all --format=%H > "$OUTDIR/log"
+"""
+
+
+def _git(repo: Path, *args: str) -> str:
+    env = {
+        **os.environ, "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "A", "GIT_AUTHOR_EMAIL": "a@example.invalid",
+        "GIT_COMMITTER_NAME": "A", "GIT_COMMITTER_EMAIL": "a@example.invalid",
+        "GIT_AUTHOR_DATE": "2024-01-01T00:00:00+0000",
+        "GIT_COMMITTER_DATE": "2024-01-01T00:00:00+0000",
+    }  # fmt: skip
+    return subprocess.run(
+        ["git", "-c", "init.defaultBranch=main", *args],
+        cwd=repo, env=env, check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+
+
+def test_a_commit_built_by_id_looks_the_same_after_a_build_by_tag(
+    base_home: BaseHome, tmp_path: Path
+) -> None:
+    src = tmp_path / "upstream"
+    src.mkdir()
+    _git(src, "init", "-q")
+    (src / "f").write_text("release\n")
+    _git(src, "add", "f")
+    _git(src, "commit", "-qm", "release")
+    _git(src, "tag", "-a", "-m", "the release", "v1.0")
+    release = _git(src, "rev-parse", "HEAD")
+    (src / "f").write_text("later\n")
+    _git(src, "commit", "-qam", "later")
+    _git(src, "tag", "-a", "-m", "next", "v2.0")
+    desc = tmp_path / "describe.yml"
+    desc.write_text(DESCRIBE_DESC)
+    url = f"src={src}"
+
+    def build(home: Home, commit: str) -> tuple[dict[str, str], str]:
+        gbuild(home, "bwrap", desc, "-q", "--url", url, "--commit", f"src={commit}")
+        out = home.build / "out"
+        seen = {p.name: p.read_text() for p in sorted(out.iterdir())}
+        return seen, read_report(home.result_file("describe")).out_manifest
+
+    builder = base_home("bwrap")
+    by_tag, _ = build(builder, "v1.0")
+    assert by_tag["describe"] == "v1.0\n" and by_tag["tags"] == "v1.0\n"
+    then_by_id, manifest = build(builder, release)
+    assert (builder.inputs / "src").is_dir()  # the fetch cache still holds the tag ...
+    assert "v1.0" in _git(builder.inputs / "src", "tag")
+    other, other_manifest = build(base_home("bwrap"), release)  # ... another builder never had it
+    assert then_by_id == other and manifest == other_manifest
+    assert then_by_id["describe"] == release[:7] + "\n"
+    assert then_by_id["tags"] == "" and then_by_id["refs"] == ""
+    assert then_by_id["log"] == release + "\n"  # nothing of the later history either
+    assert not list(builder.var.glob(".handover-*"))  # the hand-over copy is gone
