@@ -9,12 +9,18 @@ from typing import Any
 import click
 
 from gitian import log
-from gitian.build import Builder, BuildOptions
+from gitian.build import Builder, BuildOptions, configurations
 from gitian.cli import backend_option, entry, workdir_option
 from gitian.descriptor import load, parse_assignments
 from gitian.errors import ToolMissingError
 from gitian.home import Home
-from gitian.targets import backend_class, choose_backend, config_from_env, make_target
+from gitian.targets import (
+    backend_class,
+    check_default_backend,
+    choose_backend,
+    config_from_env,
+    make_target,
+)
 from gitian.targets.base import Target
 
 CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
@@ -147,6 +153,8 @@ def cli(
     )
     builder = Builder(desc, home, options, make)
     builder.check()  # bad input is reported before anything is stopped or started
+    for suite, arch in configurations(desc):
+        check_default_backend(backend, env, make(suite, arch).config)
     reason = backend_class(name).unavailable_reason()
     if reason:
         raise ToolMissingError(f"the {name} backend cannot run here: {reason}")

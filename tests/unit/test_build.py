@@ -54,6 +54,9 @@ class LocalTarget(Target):
     def make_base(self, options: BaseOptions) -> None:
         raise NotImplementedError
 
+    def has_base(self) -> bool:
+        return True
+
     def reset(self) -> None:
         self.events.append(("reset", self.config.suite, self.config.arch))
         shutil.rmtree(self.area, ignore_errors=True)
