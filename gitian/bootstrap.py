@@ -24,6 +24,7 @@ BASE_PACKAGES = (
     "wget",
     "lsb-release",
     "sudo",
+    "python3",  # for canon-zip, which gbuild puts in every target's PATH
 )
 LOCALE_PACKAGE = {"ubuntu": "language-pack-en", "debian": "locales-all"}
 VM_PACKAGES = (

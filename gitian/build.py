@@ -47,6 +47,8 @@ TargetFactory = Callable[[str, str], Target]
 
 ARCHIVES = "/var/cache/apt/archives"
 UPGRADE_MARKER = "/var/cache/gitian/initial-upgrade"
+#: where gbuild puts target-bin/canon-zip: the build user's PATH in every target
+CANON_ZIP = "/usr/local/bin/canon-zip"
 DEB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+~_%:\-]*\.deb")
 LOG_TAIL = 20
 #: installed packages and their .deb file names, as target-bin/grab-packages.sh asks dpkg
@@ -144,7 +146,7 @@ class Builder:
         """Everything that can be checked before anything starts (SPEC §3.1)."""
         inputs.check_remotes(self.home, self.desc.remotes)
         inputs.check_files(self.home, self.desc.files)
-        for script in ("init-build.sh", "grab-packages.sh", "upgrade-system.sh"):
+        for script in ("init-build.sh", "grab-packages.sh", "upgrade-system.sh", "canon-zip"):
             if not (target_bin() / script).is_file():
                 raise BuildError(f"target-bin/{script} is missing from this installation")
 
@@ -273,6 +275,11 @@ class Builder:
             target.run(
                 ["setarch", personality, "bash"],
                 stdin=(target_bin() / "init-build.sh").read_bytes(),
+            )
+            target.run(
+                ["install", "-m", "0755", "/dev/stdin", CANON_ZIP],
+                user="root",
+                stdin=(target_bin() / "canon-zip").read_bytes(),
             )
             for f in d.files:
                 self._copy_input_file(target, f)

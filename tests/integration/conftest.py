@@ -198,6 +198,7 @@ def check_base_contents(t: Target) -> None:
     assert r.stdout.decode().split(":")[5] == "/home/debian"
     r = t.run(["cat", "/etc/apt/apt.conf.d/10gitian-keep-debs"], capture=True)
     assert b"Keep-Downloaded-Packages" in r.stdout
+    t.run(["python3", "-c", "import zipfile"])  # what canon-zip needs
 
 
 def check_network(t: Target, home: Home) -> None:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,7 @@ def test_example_on_bwrap(bwrap_build: tuple[Home, str]) -> None:
     home, stdout = bwrap_build
     report = read_report(home.result_file("gitian-example"))
     lines = report.out_manifest.splitlines()
-    assert [ln.split("  ")[1] for ln in lines] == ["gitian-example.tar.gz"]
+    assert [ln.split("  ")[1] for ln in lines] == ["gitian-example.tar.gz", "gitian-example.zip"]
     # stdout: the out lines and the result's sha256, as classic
     assert stdout.startswith(report.out_manifest)
     assert stdout.rstrip().endswith("gitian-example-res.yml")
@@ -82,6 +83,13 @@ def test_example_on_bwrap(bwrap_build: tuple[Home, str]) -> None:
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert "gitian-example/hello" in listing and "2024-01-01 00:00" in listing
+    # canon-zip ran in the target (from the build user's PATH): every member at the date
+    with zipfile.ZipFile(home.build / "out" / "gitian-example.zip") as z:
+        members = [(i.filename, i.date_time) for i in z.infolist()]
+    assert members == [
+        ("gitian-example/greeting.txt", (2024, 1, 1, 0, 0, 0)),
+        ("gitian-example/hello", (2024, 1, 1, 0, 0, 0)),
+    ]
 
 
 def test_host_hashed_package_manifest_equals_grab_packages(bwrap_build: tuple[Home, str]) -> None:
@@ -90,7 +98,7 @@ def test_host_hashed_package_manifest_equals_grab_packages(bwrap_build: tuple[Ho
     config = TargetConfig(home=home, suite="bookworm", arch="amd64", distro="debian")
     with make_target("bwrap", config).session() as t:
         t.run(
-            ["apt-get", "--no-install-recommends", "-y", "install", "make", "gcc"],
+            ["apt-get", "--no-install-recommends", "-y", "install", "make", "gcc", "zip"],
             user="root", network=True, env={"DEBIAN_FRONTEND": "noninteractive"}, capture=True,
         )  # fmt: skip
         script = (target_bin() / "grab-packages.sh").read_bytes()
@@ -122,6 +130,7 @@ def test_lxc_gives_the_same_out_manifest(
     gbuild(home, "lxc")
     report = read_report(home.result_file("gitian-example"))
     assert report.out_manifest == reference.out_manifest
+    assert "  gitian-example.zip\n" in report.out_manifest  # canon-zip ran on LXC too
     assert report.in_manifest == reference.in_manifest
     assert mounts_under(home.root) == []
     assert _lxc_containers(home) == []

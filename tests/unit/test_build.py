@@ -272,6 +272,7 @@ def test_step_order_matches_the_classic_flow(world: World) -> None:
     order = [
         "tee -a /etc/sudoers.d/debian",
         "setarch x86_64 bash",
+        "install -m 0755 /dev/stdin /usr/local/bin/canon-zip",
         "dpkg --add-architecture i386",
         "tee -a /etc/apt/sources.list",
         "apt-get update",

@@ -23,7 +23,7 @@ def test_bootstrap_argv_mmdebstrap(monkeypatch: pytest.MonkeyPatch) -> None:
     include = next(a for a in argv if a.startswith("--include="))
     assert include.split("=", 1)[1].split(",") == [
         "pciutils", "build-essential", "git", "subversion", "wget", "lsb-release", "sudo",
-        "locales-all",
+        "python3", "locales-all",
     ]  # fmt: skip
     assert argv[-2:] == ["bookworm", "/x/base"]  # no mirror: the tool's default
     assert spec.user == "debian"
