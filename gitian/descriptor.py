@@ -302,11 +302,21 @@ def _bool(v: Any, key: str) -> bool:
     return v
 
 
-def _package(v: Any, key: str) -> str:
-    s = _str(v, key)
-    if not PACKAGE.fullmatch(s):
-        raise DescriptorError(f"{key!r} entry {_shown(s)} is not a Debian package name")
-    return s
+def _matching(pattern: re.Pattern[str], what: str) -> Callable[[Any, str], str]:
+    """A check for a list entry: a string that ``pattern`` matches whole."""
+
+    def check(v: Any, key: str) -> str:
+        s = _str(v, key)
+        if not pattern.fullmatch(s):
+            raise DescriptorError(f"{key!r} entry {_shown(s)} is not {what}")
+        return s
+
+    return check
+
+
+_package = _matching(PACKAGE, "a Debian package name")
+_dpkg_arch = _matching(DPKG_ARCH, "a dpkg architecture")
+_digest = _matching(DIGEST, "a sha256:<64 hex> digest")
 
 
 def _commit(v: Any, key: str) -> str:
@@ -472,20 +482,6 @@ def _script(v: Any, key: str) -> str:
     if "\x00" in script:
         raise DescriptorError(f"{key!r} contains a NUL byte")
     return script
-
-
-def _dpkg_arch(v: Any, key: str) -> str:
-    a = _str(v, key)
-    if not DPKG_ARCH.fullmatch(a):
-        raise DescriptorError(f"{key!r} entry {_shown(a)} is not a dpkg architecture")
-    return a
-
-
-def _digest(v: Any, key: str) -> str:
-    d = _str(v, key)
-    if not DIGEST.fullmatch(d):
-        raise DescriptorError(f"{key!r} entry {_shown(d)} is not a sha256:<64 hex> digest")
-    return d
 
 
 def _apt_source(v: Any, key: str) -> str:

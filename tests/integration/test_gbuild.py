@@ -23,6 +23,7 @@ from gitian.home import Home, target_bin
 from gitian.manifest import read_report
 from gitian.targets import make_target
 from gitian.targets.base import TargetConfig
+from tests.conftest import git_in, make_upstream
 from tests.integration.conftest import BaseHome, mounts_under, run_ok
 
 pytestmark = pytest.mark.integration
@@ -280,34 +281,11 @@ script: |
 """
 
 
-def _git(repo: Path, *args: str) -> str:
-    env = {
-        **os.environ, "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "A", "GIT_AUTHOR_EMAIL": "a@example.invalid",
-        "GIT_COMMITTER_NAME": "A", "GIT_COMMITTER_EMAIL": "a@example.invalid",
-        "GIT_AUTHOR_DATE": "2024-01-01T00:00:00+0000",
-        "GIT_COMMITTER_DATE": "2024-01-01T00:00:00+0000",
-    }  # fmt: skip
-    return subprocess.run(
-        ["git", "-c", "init.defaultBranch=main", *args],
-        cwd=repo, env=env, check=True, capture_output=True, text=True,
-    ).stdout.strip()  # fmt: skip
-
-
 def test_a_commit_built_by_id_looks_the_same_after_a_build_by_tag(
     base_home: BaseHome, tmp_path: Path
 ) -> None:
-    src = tmp_path / "upstream"
-    src.mkdir()
-    _git(src, "init", "-q")
-    (src / "f").write_text("release\n")
-    _git(src, "add", "f")
-    _git(src, "commit", "-qm", "release")
-    _git(src, "tag", "-a", "-m", "the release", "v1.0")
-    release = _git(src, "rev-parse", "HEAD")
-    (src / "f").write_text("later\n")
-    _git(src, "commit", "-qam", "later")
-    _git(src, "tag", "-a", "-m", "next", "v2.0")
+    src = make_upstream(tmp_path / "upstream")  # v1.0, then a later commit on main
+    release = git_in(src, "rev-parse", "v1.0^{commit}")
     desc = tmp_path / "describe.yml"
     desc.write_text(DESCRIBE_DESC)
     url = f"src={src}"
@@ -323,7 +301,7 @@ def test_a_commit_built_by_id_looks_the_same_after_a_build_by_tag(
     assert by_tag["describe"] == "v1.0\n" and by_tag["tags"] == "v1.0\n"
     then_by_id, manifest = build(builder, release)
     assert (builder.inputs / "src").is_dir()  # the fetch cache still holds the tag ...
-    assert "v1.0" in _git(builder.inputs / "src", "tag")
+    assert "v1.0" in git_in(builder.inputs / "src", "tag")
     other, other_manifest = build(base_home("bwrap"), release)  # ... another builder never had it
     assert then_by_id == other and manifest == other_manifest
     assert then_by_id["describe"] == release[:7] + "\n"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from gitian.inputs import (
     handover,
     handover_refs,
 )
+from tests.conftest import git_in, make_upstream
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "A",
@@ -32,28 +32,14 @@ GIT_ENV = {
 
 
 def g(repo: Path, *args: str, date: str = "2021-02-03T04:05:06+0200", check: bool = True) -> str:
-    env = dict(os.environ, **GIT_ENV, GIT_AUTHOR_DATE=date, GIT_COMMITTER_DATE=date)
-    return subprocess.run(
-        ["git", "-c", "commit.gpgSign=false", "-c", "init.defaultBranch=main", *args],
-        cwd=repo, env=env, check=check, capture_output=True,
-    ).stdout.decode().strip()  # fmt: skip
+    return git_in(repo, *args, date=date, check=check)
 
 
 @pytest.fixture
 def upstream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for k, v in GIT_ENV.items():
         monkeypatch.setenv(k, v)
-    repo = tmp_path / "upstream"
-    repo.mkdir()
-    g(repo, "init", "-q")
-    (repo / "f").write_text("one\n")
-    g(repo, "add", "f")
-    g(repo, "commit", "-qm", "one")
-    g(repo, "tag", "-a", "-m", "v1", "v1.0")
-    (repo / "f").write_text("two\n")
-    g(repo, "commit", "-qam", "two", date="2022-12-31T23:30:00-0100")
-    g(repo, "branch", "side")
-    return repo
+    return make_upstream(tmp_path / "upstream")
 
 
 @pytest.fixture
@@ -129,9 +115,8 @@ def test_bad_url_is_a_clear_error(home: Home, tmp_path: Path) -> None:
         )
 
 
-def test_submodules_are_updated_recursively(
-    upstream: Path, home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def with_submodule(upstream: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A repository ``outer`` whose submodule ``sub`` is ``upstream``."""
     # Local submodule URLs need the file transport, which git allows only on request.
     monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
     monkeypatch.setenv("GIT_CONFIG_KEY_0", "protocol.file.allow")
@@ -141,6 +126,13 @@ def test_submodules_are_updated_recursively(
     g(outer, "init", "-q")
     g(outer, "submodule", "add", "-q", os.fspath(upstream), "sub")
     g(outer, "commit", "-qm", "with sub")
+    return outer
+
+
+def test_submodules_are_updated_recursively(
+    upstream: Path, home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outer = with_submodule(upstream, tmp_path, monkeypatch)
     got = checkout(home, Remote(url=os.fspath(outer), dir="o", commit="main"), FetchOptions())
     assert got.commit == g(outer, "rev-parse", "HEAD")
     assert (home.inputs / "o" / "sub" / "f").read_text() == "two\n"
@@ -323,14 +315,7 @@ def test_skip_fetch_by_tag_hands_over_that_tag(upstream: Path, home: Home) -> No
 def test_submodules_are_handed_over_from_the_cache(
     upstream: Path, home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
-    monkeypatch.setenv("GIT_CONFIG_KEY_0", "protocol.file.allow")
-    monkeypatch.setenv("GIT_CONFIG_VALUE_0", "always")
-    outer = tmp_path / "outer"
-    outer.mkdir()
-    g(outer, "init", "-q")
-    g(outer, "submodule", "add", "-q", os.fspath(upstream), "sub")
-    g(outer, "commit", "-qm", "with sub")
+    outer = with_submodule(upstream, tmp_path, monkeypatch)
     got = checkout(home, Remote(url=os.fspath(outer), dir="o", commit="main"), FetchOptions())
     # The upstream of the submodule is gone: the hand-over must not need it.
     moved = upstream.rename(tmp_path / "moved")
