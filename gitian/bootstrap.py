@@ -29,6 +29,7 @@ BASE_PACKAGES = (
     "wget",
     "lsb-release",
     "sudo",
+    "python3",  # for canon-zip, which gbuild puts in every target's PATH
 )
 LOCALE_PACKAGE = {"ubuntu": "language-pack-en", "debian": "locales-all"}
 #: upgrade-system.sh leaves this on a target (or base) it has upgraded

@@ -44,6 +44,8 @@ from gitian.targets.base import Target
 TargetFactory = Callable[[str, str], Target]
 """Makes the target for one configuration: ``(suite, arch) -> Target``."""
 
+#: where gbuild puts target-bin/canon-zip: the build user's PATH in every target
+CANON_ZIP = "/usr/local/bin/canon-zip"
 LOG_TAIL = 20
 
 
@@ -100,6 +102,8 @@ class Builder:
         self.caches = BuildCaches(home, desc.name)
         self.out = out if out is not None else sys.stdout
         self.timings: list[tuple[str, float, bool]] = []
+        # the remotes after checkout, for the repositories handed to each target
+        self._checked: list[inputs.CheckedOut] = []
 
     # -- helpers ------------------------------------------------------------
     @contextlib.contextmanager
@@ -142,7 +146,7 @@ class Builder:
         """Everything that can be checked before anything starts (SPEC §3.1)."""
         inputs.check_remotes(self.home, self.desc.remotes)
         inputs.check_files(self.home, self.desc.files)
-        for script in ("init-build.sh", "grab-packages.sh", "upgrade-system.sh"):
+        for script in ("init-build.sh", "grab-packages.sh", "upgrade-system.sh", "canon-zip"):
             if not (target_bin() / script).is_file():
                 raise BuildError(f"target-bin/{script} is missing from this installation")
 
@@ -179,7 +183,7 @@ class Builder:
         d, h = self.desc, self.home
         with self.step("Hashing input files"):
             file_lines = inputs.file_lines(h, d.files)
-        checked: list[inputs.CheckedOut] = []
+        checked = self._checked = []
         fetch = inputs.FetchOptions(
             skip_fetch=self.opts.skip_fetch,
             fetch_branches=self.opts.fetch_branches,
@@ -247,6 +251,11 @@ class Builder:
             target.run(
                 ["setarch", d.setarch(target.config.arch), "bash"],
                 stdin=(target_bin() / "init-build.sh").read_bytes(),
+            )
+            target.run(
+                ["install", "-m", "0755", "/dev/stdin", CANON_ZIP],
+                user="root",
+                stdin=(target_bin() / "canon-zip").read_bytes(),
             )
             for f in d.files:
                 self._copy_input_file(target, f)
@@ -335,8 +344,10 @@ class Builder:
         """Copy the remotes into the target and write var/build-script."""
         d, h, o = self.desc, self.home, self.opts
         with self.step("Creating build script (var/build-script)"):
-            for remote in d.remotes:
-                target.copy_to(h.inputs / remote.dir, "build")
+            for c in self._checked:
+                # exactly the refs this command asked for, not what inputs/ holds
+                with inputs.handover(h, c) as repo:
+                    target.copy_to(repo, "build")
             params = buildscript.ScriptParams(
                 name=d.name,
                 bits=d.bits(arch),

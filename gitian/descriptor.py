@@ -11,63 +11,32 @@ no code sees the raw YAML.
 
 from __future__ import annotations
 
-import datetime
+import difflib
 import hashlib
 import os
-import re
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from gitian import values
 from gitian.errors import DescriptorError
 from gitian.safeyaml import MAX_DEPTH as MAX_DEPTH
 from gitian.safeyaml import MAX_EXPANDED_NODES as MAX_EXPANDED_NODES
 from gitian.safeyaml import safe_yaml as safe_yaml
 from gitian.text import printable
+from gitian.values import ARCHITECTURES as ARCHITECTURES
+from gitian.values import COMMIT as COMMIT
+from gitian.values import SANITARY as SANITARY
 
 MAX_DESCRIPTOR_BYTES = 4 * 1024 * 1024
-MAX_LIST_ITEMS = 10_000
-MAX_NAME_LENGTH = 200  # <name>-build.assert.sig must fit in a file name
-MAX_URL_LENGTH = 2048
-
-SANITARY = re.compile(r"[A-Za-z0-9_.\-]+")
-ARCHITECTURES: dict[str, tuple[int, str]] = {
-    # arch -> (bits, setarch personality)
-    "i386": (32, "i386"),
-    "amd64": (64, "x86_64"),
-    "linux64": (64, "linux64"),
-}
-DISTROS = ("ubuntu", "debian")
-# Debian package names, optionally with :arch, =version or /release.
-PACKAGE = re.compile(
-    r"[a-z0-9][a-z0-9+.\-]*(:[a-z0-9\-]+)?(=[A-Za-z0-9.+~:\-]+|/[A-Za-z0-9.+~\-]+)?"
-)
-ALTERNATIVE = re.compile(r"[A-Za-z0-9][A-Za-z0-9+._\-]*")
-ALTERNATIVE_PATH = re.compile(r"(/[A-Za-z0-9+._\-]+)+")
-DPKG_ARCH = re.compile(r"[a-z0-9][a-z0-9\-]*")
-# A commit: a hex id or a ref/tag name as git check-ref-format would accept it
-# (no leading '-', no '..', no component starting with '.', no control or
-# special characters such as ~ ^ : ? * [ \ @{).
-COMMIT = re.compile(
-    r"(?!-)(?!.*\.\.)(?!.*//)(?!.*/\.)(?!.*@\{)[A-Za-z0-9][A-Za-z0-9._/+\-]*(?<![./])"
-)
-DIGEST = re.compile(r"([a-z0-9._/\-]+@)?sha256:[0-9a-f]{64}")
-URL_SCHEMES = ("https", "http", "git", "ssh", "git+ssh", "ssh+git", "file")
-# Schemes that name a path on this machine: only from the command line (--url).
-LOCAL_SCHEMES = ("file",)
-# Characters no git URL needs and a shell would act on.
-URL_FORBIDDEN = frozenset(" \t`$;|&<>(){}\\\"'*?!#^")
-URL_HOST = re.compile(r"[A-Za-z0-9._~%:\[\]\-]*")
-# An apt source line: "deb[-src] [options] URI SUITE [COMPONENT...]", no shell
-# metacharacters (it is written into the target's sources.list).
-APT_SOURCE = re.compile(r"deb(-src)? (\[[A-Za-z0-9=,._:/+\- ]+\] )?[A-Za-z0-9:/._~+%@=,\- ]+")
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# A URL's scheme, and a git transport helper ("<helper>::").
-_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)://")
-_TRANSPORT = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)::")
-_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", re.ASCII)
+#: How alike (difflib's ratio) an unknown key must be to a descriptor key to be
+#: refused as a typo of it: catches ``pakages``, ``file``, ``remote``,
+#: ``architecture``, ``refrence_datetime``, ``scrip``, ``Name``; leaves keys of
+#: a project's own (``version``, ``description``, ``notes``, ``sources``) alone.
+TYPO_CUTOFF = 0.8
+MAX_IGNORED_SHOWN = 10
 
 
 # --------------------------------------------------------------------------
@@ -116,6 +85,9 @@ class Descriptor:
     alternatives: tuple[Alternative, ...] = ()
     docker_image_digests: tuple[str, ...] = ()
     optionals: Any = None
+    #: what the file holds that no key above reads, as one printable line each
+    #: (unknown keys: projects carry keys of their own)
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def sha256(self) -> str:
@@ -131,11 +103,17 @@ class Descriptor:
         for opt, given in (("--commit", commits), ("--url", urls)):
             for d in given:
                 if d not in dirs:
-                    raise DescriptorError(f"{opt}: no remote with dir {d!r} in the descriptor")
+                    # refused either way: difflib's default cutoff, the suggestion only helps
+                    meant = difflib.get_close_matches(d, sorted(dirs), n=1)
+                    raise DescriptorError(
+                        f"{opt}: no remote with dir {d!r} in the descriptor"
+                        + (f" (did you mean {meant[0]!r}?)" if meant else ""),
+                        hint="its remotes' dirs: " + (", ".join(sorted(dirs)) or "none"),
+                    )
         remotes = []
         for r in self.remotes:
-            url = _url(urls[r.dir], "--url", local_ok=True) if r.dir in urls else r.url
-            commit = _commit(commits[r.dir], "--commit") if r.dir in commits else r.commit
+            url = values.url(urls[r.dir], "--url", local_ok=True) if r.dir in urls else r.url
+            commit = values.commit(commits[r.dir], "--commit") if r.dir in commits else r.commit
             remotes.append(replace(r, url=url, commit=commit))
         return replace(self, remotes=tuple(remotes))
 
@@ -183,19 +161,18 @@ def load_name(path: str | os.PathLike[str]) -> str:
         raise DescriptorError(f"{where}: larger than {MAX_DESCRIPTOR_BYTES} bytes")
     doc = safe_yaml(raw, where)
     if not isinstance(doc, dict):
-        raise DescriptorError(f"{where}: a descriptor must be a mapping, not {_kind(doc)}")
+        raise DescriptorError(f"{where}: a descriptor must be a mapping, not {values.kind(doc)}")
     if "name" not in doc:
         raise DescriptorError(f"{where}: missing required key 'name'")
     try:
-        return _sanitary(doc["name"], "name")
+        return values.sanitary(doc["name"], "name")
     except DescriptorError as e:
         raise DescriptorError(printable(f"{where}: {e.message}")) from None
 
 
 def parse(raw: bytes, path: Path | str = "<descriptor>") -> Descriptor:
     """Parse descriptor bytes.  Errors are one line naming the file and the key."""
-    fields = _fields(raw, path)
-    return _build(fields, raw, Path(path))
+    return Descriptor(path=Path(path), raw=raw, **_fields(raw, path))
 
 
 def _file_name(path: str | os.PathLike[str]) -> str:
@@ -212,401 +189,192 @@ def _fields(raw: bytes, path: str | os.PathLike[str]) -> dict[str, Any]:
     if doc is None:
         raise DescriptorError(f"{where}: empty descriptor")
     if not isinstance(doc, dict):
-        raise DescriptorError(f"{where}: a descriptor must be a mapping, not {_kind(doc)}")
+        raise DescriptorError(f"{where}: a descriptor must be a mapping, not {values.kind(doc)}")
     try:
-        return _validate(doc)
+        fields, ignored = _validate(doc)
     except DescriptorError as e:
         raise DescriptorError(printable(f"{where}: {e.message}"), hint=e.hint) from None
+    if ignored:
+        fields["warnings"] = (printable(f"{where}: {_ignored(ignored)}"),)
+    return fields
 
 
-def _build(fields: dict[str, Any], raw: bytes, path: Path) -> Descriptor:
-    """The :class:`Descriptor` for validated ``fields``."""
-    return Descriptor(
-        path=path,
-        raw=raw,
-        **{
-            **fields,
-            "remotes": tuple(Remote(*r) for r in fields["remotes"]),
-            "repositories": tuple(Repository(*r) for r in fields["repositories"]),
-            "alternatives": tuple(Alternative(*a) for a in fields["alternatives"]),
-        },
-    )
+# --------------------------------------------------------------------------
+# the field table: one entry per key, as mkosi declares its settings
+
+Check = Callable[[Any, str], Any]
+"""Turns a key's YAML value into its parsed value: ``check(value, label)``,
+raising a :class:`DescriptorError` whose message names ``label``."""
 
 
-def _kind(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "a boolean"
-    if isinstance(v, (int, float)):
-        return "a number"
-    if isinstance(v, str):
-        return "a string"
-    if isinstance(v, list):
-        return "a list"
-    if isinstance(v, dict):
-        return "a mapping"
-    return type(v).__name__
+@dataclass(frozen=True)
+class Field:
+    """One key of a descriptor, or of an entry of one of its lists.
 
-
-def _shown(v: str) -> str:
-    """A value shown in an error: escaped, quoted, and cut if long."""
-    return printable(v, quote=True, limit=60)
-
-
-def _str(v: Any, key: str) -> str:
-    if not isinstance(v, str):
-        raise DescriptorError(
-            f"{key!r} must be a string, not {_kind(v)}",
-            hint="quote the value" if isinstance(v, (int, float, datetime.date)) else None,
-        )
-    return v
-
-
-def _no_control(v: str, key: str, *, allow_newlines: bool = False) -> str:
-    # C0 and C1 controls, DEL, bidi overrides, zero-width and line separators alike
-    if not (v.replace("\n", "").replace("\t", "") if allow_newlines else v).isprintable():
-        raise DescriptorError(f"{key!r} contains a control character: {_shown(v)}")
-    return v
-
-
-def _sanitary(v: Any, key: str) -> str:
-    s = _str(v, key)
-    if len(s) > MAX_NAME_LENGTH:
-        raise DescriptorError(f"{key!r} value is longer than {MAX_NAME_LENGTH} characters")
-    if not SANITARY.fullmatch(s) or s in (".", "..") or s.startswith(("-", ".")):
-        raise DescriptorError(
-            f"{key!r} value {_shown(s)} is not sanitary "
-            "(only letters, digits, '_', '.', '-'; not starting with '.' or '-')"
-        )
-    return s
-
-
-def _list(v: Any, key: str, *, required: bool = False) -> list[Any]:
-    if v is None:
-        if required:
-            raise DescriptorError(f"missing required key {key!r}")
-        return []
-    if not isinstance(v, list):
-        raise DescriptorError(f"{key!r} must be a list, not {_kind(v)}")
-    if required and not v:
-        raise DescriptorError(f"{key!r} must not be empty")
-    if len(v) > MAX_LIST_ITEMS:
-        raise DescriptorError(f"{key!r} has more than {MAX_LIST_ITEMS} entries")
-    return v
-
-
-def _mapping(v: Any, key: str) -> dict[str, Any]:
-    if not isinstance(v, dict):
-        raise DescriptorError(f"{key} must be a mapping, not {_kind(v)}")
-    return v
-
-
-def _bool(v: Any, key: str) -> bool:
-    if v is None:
-        return False
-    if not isinstance(v, bool):
-        raise DescriptorError(f"{key!r} must be true or false, not {_kind(v)}")
-    return v
-
-
-def _package(v: Any, key: str) -> str:
-    s = _str(v, key)
-    if not PACKAGE.fullmatch(s):
-        raise DescriptorError(f"{key!r} entry {_shown(s)} is not a Debian package name")
-    return s
-
-
-def _commit(v: Any, key: str) -> str:
-    s = _str(v, key)
-    if not COMMIT.fullmatch(s) or s.endswith(".lock") or len(s) > 255:
-        raise DescriptorError(f"{key!r} value {_shown(s)} is not a commit, tag or branch name")
-    return s
-
-
-def _url(v: Any, key: str, *, local_ok: bool = False) -> str:
-    """A git remote URL that git will not turn into a program run or an option.
-
-    Refused: transports ``<helper>::`` (``ext::`` runs any command, ``fd::``
-    reads descriptors), schemes other than :data:`URL_SCHEMES`, anything that
-    starts with ``-`` (read as an option by git or ssh, also as a user or host
-    name: ``ssh://-oProxyCommand=...``), shell metacharacters, whitespace and
-    control characters.  A path on this machine (absolute, ``file://``, or
-    relative and leaving ``inputs/``) is only accepted from the command line
-    (``local_ok``, for ``--url``): a descriptor written by someone else must
-    not make us read the builder's own repositories into the build.
+    A ``required`` key that is absent is refused; any other absent or null
+    key takes ``default``; every other value goes through ``check``.
     """
-    s = _str(v, key)
-    if not s:
-        raise DescriptorError(f"{key!r} is empty")
-    if len(s) > MAX_URL_LENGTH:
-        raise DescriptorError(f"{key!r} is longer than {MAX_URL_LENGTH} characters")
-    _no_control(s, key)
-    m = _TRANSPORT.match(s)
-    if m:
-        raise DescriptorError(
-            f"{key!r} uses the git transport {m.group(1)!r}::, which runs programs; refused"
-        )
-    if s.startswith("-"):
-        raise DescriptorError(f"{key!r} value {_shown(s)} starts with '-' (read as an option)")
-    bad = sorted(set(s) & URL_FORBIDDEN)
-    if bad:
-        raise DescriptorError(
-            f"{key!r} value {_shown(s)} contains {_shown(''.join(bad))}, "
-            "which no repository URL needs"
-        )
-    m = _SCHEME.match(s)
-    if m:
-        scheme = m.group(1).lower()
-        if scheme not in URL_SCHEMES:
+
+    key: str
+    check: Check
+    required: bool = False
+    default: Any = None
+
+
+@dataclass(frozen=True)
+class ListOf:
+    """A check for a list whose every item goes through ``item``."""
+
+    item: Check
+    #: null or empty is refused
+    nonempty: bool = False
+
+    def __call__(self, v: Any, key: str) -> tuple[Any, ...]:
+        return tuple(self.item(x, key) for x in values.sequence(v, key, required=self.nonempty))
+
+
+@dataclass(frozen=True)
+class Entries:
+    """A check for a list of mappings (``remotes``, ``repositories``,
+    ``alternatives``): each entry is checked against ``fields`` and made
+    into ``make``; the ``unique`` key may not repeat across entries."""
+
+    fields: tuple[Field, ...]
+    make: Callable[..., Any]
+    unique: str | None = None
+
+    def __call__(self, v: Any, key: str) -> tuple[Any, ...]:
+        out = []
+        seen: set[Any] = set()
+        for i, entry in enumerate(values.sequence(v, key)):
+            where = f"{key}[{i}]"
+            checked = _check_fields(values.mapping(entry, where), self.fields, where)
+            if self.unique is not None:
+                if checked[self.unique] in seen:
+                    raise DescriptorError(
+                        f"{where}.{self.unique} {checked[self.unique]!r} is used by two {key}"
+                    )
+                seen.add(checked[self.unique])
+            out.append(self.make(**checked))
+        return tuple(out)
+
+
+REMOTE_FIELDS = (
+    Field("url", values.url, required=True),
+    Field("dir", values.sanitary, required=True),
+    Field("commit", values.commit),
+)
+REPOSITORY_FIELDS = (
+    Field("source", values.apt_source, required=True),
+    Field("distribution", values.sanitary, required=True),
+    Field("packages", ListOf(values.package), default=()),
+)
+ALTERNATIVE_FIELDS = (
+    Field("package", values.alternative_name, required=True),
+    Field("path", values.alternative_path, required=True),
+)
+
+#: Every key a descriptor may have (SPEC §2), in the order they are checked.
+FIELDS = (
+    Field("name", values.sanitary, required=True),
+    Field("distro", values.distro, default="ubuntu"),
+    Field("suites", ListOf(values.sanitary, nonempty=True), required=True),
+    Field("architectures", ListOf(values.architecture, nonempty=True), required=True),
+    Field("packages", ListOf(values.package), default=()),
+    Field("remotes", Entries(REMOTE_FIELDS, Remote, unique="dir"), default=()),
+    Field("reference_datetime", values.reference_datetime),
+    Field("files", ListOf(values.sanitary), default=()),
+    Field("script", values.script, default=""),
+    Field("enable_cache", values.boolean, default=False),
+    Field("sudo", values.boolean, default=False),
+    Field("multiarch", ListOf(values.dpkg_arch), default=()),
+    Field("repositories", Entries(REPOSITORY_FIELDS, Repository), default=()),
+    Field("alternatives", Entries(ALTERNATIVE_FIELDS, Alternative), default=()),
+    Field("docker_image_digests", ListOf(values.digest), default=()),
+    Field("optionals", values.optionals),
+)
+
+
+def _check_fields(
+    doc: Mapping[Any, Any], fields: Sequence[Field], where: str | None = None
+) -> dict[str, Any]:
+    """``doc``'s values for ``fields``, checked in order.  ``where`` is the
+    entry's place (``remotes[0]``), None at the top level."""
+    out = {}
+    for f in fields:
+        if f.required and f.key not in doc:
             raise DescriptorError(
-                f"{key!r} URL scheme {m.group(1)!r} is not allowed "
-                f"(allowed: {', '.join(URL_SCHEMES)})"
+                f"missing required key {f.key!r}"
+                if where is None
+                else f"{where} is missing {f.key!r}"
             )
-        if scheme in LOCAL_SCHEMES:
-            if not local_ok:
-                raise _local_refused(s, key)
-            return s
-        authority = s[m.end() :].split("/", 1)[0]
-        user, _, host = authority.rpartition("@")
-        host = host.lstrip("[")
-        if not host:
-            raise DescriptorError(f"{key!r} URL {_shown(s)} has no host")
-        if host.startswith("-") or user.startswith("-"):
-            raise DescriptorError(
-                f"{key!r} host or user in {_shown(s)} starts with '-' (read as an option)"
-            )
-        if not URL_HOST.fullmatch(host):
-            raise DescriptorError(f"{key!r} host in {_shown(s)} is not a host name")
-        return s
-    head = s.split("/", 1)[0]
-    if ":" in head:
-        # scp-like [user@]host:path, which git hands to ssh
-        user, _, host = head.split(":", 1)[0].rpartition("@")
-        host = host.lstrip("[")
-        if not host or host.startswith("-") or user.startswith("-"):
-            raise DescriptorError(
-                f"{key!r} host or user in {_shown(s)} is empty or starts with '-'"
-            )
-        if not URL_HOST.fullmatch(host):
-            raise DescriptorError(f"{key!r} host in {_shown(s)} is not a host name")
-        return s
-    # A local path.  git runs in inputs/<dir>, so a relative path is taken
-    # from there; from a descriptor it must stay inside inputs/.
-    if not local_ok:
-        parts = [x for x in s.split("/") if x not in ("", ".")]
-        depth = 1  # inputs/<dir>
-        for part in parts:
-            depth += -1 if part == ".." else 1
-            if depth < 0:
-                raise _local_refused(s, key)
-        if s.startswith("/"):
-            raise _local_refused(s, key)
-    return s
-
-
-def _local_refused(s: str, key: str) -> DescriptorError:
-    return DescriptorError(
-        f"{key!r} value {_shown(s)} is a path on this machine outside inputs/; "
-        "a descriptor may not name one",
-        hint="to build from a local repository, pass --url DIR=PATH to gbuild",
-    )
-
-
-def _reference_datetime(v: Any) -> str:
-    """``YYYY-MM-DD HH:MM:SS`` (UTC), from a string or an unquoted YAML timestamp."""
-    key = "reference_datetime"
-    if isinstance(v, datetime.date):  # an unquoted YAML timestamp
-        when: datetime.datetime
-        if isinstance(v, datetime.datetime):
-            if v.tzinfo is not None:
-                try:
-                    v = v.astimezone(datetime.UTC).replace(tzinfo=None)
-                except (OverflowError, ValueError):
-                    raise DescriptorError(f"{key!r} is out of range") from None
-            when = v.replace(microsecond=0)
+        v = doc.get(f.key)
+        if v is None and not f.required:
+            out[f.key] = f.default
         else:
-            when = datetime.datetime(v.year, v.month, v.day)
-        year, text = when.year, when.strftime("%Y-%m-%d %H:%M:%S")
-    else:
-        text = _str(v, key)
-        if not _DATETIME.fullmatch(text):
+            out[f.key] = f.check(v, f.key if where is None else f"{where}.{f.key}")
+    return out
+
+
+def _unknown_keys(doc: Mapping[Any, Any], fields: Sequence[Field], where: str | None) -> list[str]:
+    """The keys of ``doc`` that no field reads, as labels (``remotes[0].branch``).
+
+    A key this close to a known one is a typo: it would be ignored and the
+    build fail minutes later (``pakages:`` and then ``gcc: not found``), so it
+    is refused, naming the key meant.  Any other is the project's own.
+    """
+    known = [f.key for f in fields]
+    unknown = []
+    for k in doc:
+        if k in known:
+            continue
+        label = str(k) if where is None else f"{where}.{k}"
+        meant = difflib.get_close_matches(str(k).lower(), known, n=1, cutoff=TYPO_CUTOFF)
+        if meant:
             raise DescriptorError(
-                f"{key!r} must look like 'YYYY-MM-DD HH:MM:SS', got {_shown(text)}"
+                f"unknown key {values.shown(label)} (did you mean {meant[0]!r}?)",
+                hint="correct its spelling (a key of the project's own must not be this "
+                "close to a descriptor key)",
             )
-        try:
-            year = datetime.datetime.strptime(text, "%Y-%m-%d %H:%M:%S").year
-        except ValueError:
-            raise DescriptorError(f"{key!r} is not a real date and time: {_shown(text)}") from None
-    if not 1970 <= year <= 9999:
-        raise DescriptorError(f"{key!r} must be between 1970 and 9999, got year {year}")
-    return text
+        unknown.append(label)
+    return unknown
 
 
-def _optionals(v: Any, key: str = "optionals", depth: int = 0) -> Any:
-    """Optionals are copied into the assert: plain YAML data only."""
-    if depth > 50:
-        raise DescriptorError(f"{key!r} is nested too deeply")
-    if v is None or isinstance(v, (bool, int, float, str)):
-        return v
-    if isinstance(v, datetime.date):
-        return v
-    if isinstance(v, list):
-        return [_optionals(x, key, depth + 1) for x in v]
-    if isinstance(v, dict):
-        return {k: _optionals(x, key, depth + 1) for k, x in v.items()}
-    raise DescriptorError(f"{key!r} holds an unsupported value ({_kind(v)})")
+def _ignored(labels: Sequence[str]) -> str:
+    """One line naming the keys no field reads."""
+    shown = ", ".join(values.shown(k) for k in labels[:MAX_IGNORED_SHOWN])
+    more = len(labels) - MAX_IGNORED_SHOWN
+    if more > 0:
+        shown += f" and {more} more"
+    return f"unknown key{'s' if len(labels) > 1 else ''} {shown} ignored"
 
 
-def _validate(doc: dict[Any, Any]) -> dict[str, Any]:
-    """The descriptor's fields, checked: :class:`Descriptor`'s keyword
-    arguments but ``path`` and ``raw``, with each remote, repository and
-    alternative as a tuple of its fields' values."""
+def _validate(doc: dict[Any, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The descriptor's fields, checked (:class:`Descriptor`'s keyword
+    arguments but ``path``, ``raw`` and ``warnings``), and the keys that no
+    field reads."""
     for k in doc:
         if not isinstance(k, str):
-            raise DescriptorError(f"top-level key {_shown(str(k))} is not a string")
-
-    if "name" not in doc:
-        raise DescriptorError("missing required key 'name'")
-    name = _sanitary(doc["name"], "name")
-
-    distro = doc.get("distro", "ubuntu")
-    distro = _str(distro, "distro") if distro is not None else "ubuntu"
-    if distro not in DISTROS:
-        raise DescriptorError(
-            f"'distro' must be one of {', '.join(DISTROS)}, not {_shown(distro)}"
-        )
-
-    suites = tuple(
-        _sanitary(s, "suites") for s in _list(doc.get("suites"), "suites", required=True)
-    )
-    archs = []
-    for a in _list(doc.get("architectures"), "architectures", required=True):
-        a = _str(a, "architectures")
-        if a not in ARCHITECTURES:
-            raise DescriptorError(
-                f"'architectures' entry {_shown(a)} is not one of {', '.join(ARCHITECTURES)}"
-            )
-        archs.append(a)
-
-    packages = tuple(_package(p, "packages") for p in _list(doc.get("packages"), "packages"))
-
-    remotes: list[tuple[str, str, str | None]] = []
-    seen_dirs: set[str] = set()
-    for i, r in enumerate(_list(doc.get("remotes"), "remotes")):
-        where = f"remotes[{i}]"
-        r = _mapping(r, where)
-        if "url" not in r:
-            raise DescriptorError(f"{where} is missing 'url'")
-        if "dir" not in r:
-            raise DescriptorError(f"{where} is missing 'dir'")
-        d = _sanitary(r["dir"], f"{where}.dir")
-        if d in seen_dirs:
-            raise DescriptorError(f"{where}.dir {d!r} is used by two remotes")
-        seen_dirs.add(d)
-        commit = r.get("commit")
-        remotes.append(
-            (
-                _url(r["url"], f"{where}.url"),
-                d,
-                None if commit is None else _commit(commit, f"{where}.commit"),
-            )
-        )
-
-    ref = doc.get("reference_datetime")
-    reference = None if ref is None else _reference_datetime(ref)
-    if reference is None and not remotes:
+            raise DescriptorError(f"top-level key {values.shown(str(k))} is not a string")
+    # Typos first: a misspelt key is the likely cause of any other error
+    # (``remote:`` makes 'reference_datetime' look missing).
+    ignored = _unknown_keys(doc, FIELDS, None)
+    for f in FIELDS:
+        entries = doc.get(f.key)
+        if isinstance(f.check, Entries) and isinstance(entries, list):
+            for i, entry in enumerate(entries):
+                if isinstance(entry, dict):
+                    ignored += _unknown_keys(entry, f.check.fields, f"{f.key}[{i}]")
+    fields = _check_fields(doc, FIELDS)
+    # What one field alone cannot say.
+    if fields["reference_datetime"] is None and not fields["remotes"]:
         raise DescriptorError("missing 'reference_datetime' (required when there are no remotes)")
-
-    files = []
-    for f in _list(doc.get("files"), "files"):
-        files.append(_sanitary(f, "files"))
-
-    script = doc.get("script", "")
-    script = "" if script is None else _str(script, "script")
-    if "\x00" in script:
-        raise DescriptorError("'script' contains a NUL byte")
-
-    multiarch = []
-    for a in _list(doc.get("multiarch"), "multiarch"):
-        a = _str(a, "multiarch")
-        if not DPKG_ARCH.fullmatch(a):
-            raise DescriptorError(f"'multiarch' entry {_shown(a)} is not a dpkg architecture")
-        multiarch.append(a)
-
-    repositories: list[tuple[str, str, tuple[str, ...]]] = []
-    for i, r in enumerate(_list(doc.get("repositories"), "repositories")):
-        where = f"repositories[{i}]"
-        r = _mapping(r, where)
-        for k in ("source", "distribution"):
-            if k not in r:
-                raise DescriptorError(f"{where} is missing {k!r}")
-        source = _no_control(_str(r["source"], f"{where}.source"), f"{where}.source")
-        if not APT_SOURCE.fullmatch(source):
-            raise DescriptorError(
-                f"{where}.source {_shown(source)} is not an apt line "
-                "('deb [options] URI SUITE COMPONENT...', no shell metacharacters)"
-            )
-        repositories.append(
-            (
-                source,
-                _sanitary(r["distribution"], f"{where}.distribution"),
-                tuple(
-                    _package(p, f"{where}.packages")
-                    for p in _list(r.get("packages"), f"{where}.packages")
-                ),
-            )
-        )
-
-    alternatives: list[tuple[str, str]] = []
-    for i, a in enumerate(_list(doc.get("alternatives"), "alternatives")):
-        where = f"alternatives[{i}]"
-        a = _mapping(a, where)
-        for k in ("package", "path"):
-            if k not in a:
-                raise DescriptorError(f"{where} is missing {k!r}")
-        pth = _no_control(_str(a["path"], f"{where}.path"), f"{where}.path")
-        if not ALTERNATIVE_PATH.fullmatch(pth) or set(pth.split("/")) & {".", ".."}:
-            raise DescriptorError(
-                f"{where}.path {_shown(pth)} must be an absolute path of plain names "
-                "(letters, digits, '+._-'; no '.' or '..')"
-            )
-        alt = _str(a["package"], f"{where}.package")
-        if not ALTERNATIVE.fullmatch(alt):
-            raise DescriptorError(f"{where}.package {_shown(alt)} is not an alternatives name")
-        alternatives.append((alt, pth))
-
-    digests = []
-    for d in _list(doc.get("docker_image_digests"), "docker_image_digests"):
-        d = _str(d, "docker_image_digests")
-        if not DIGEST.fullmatch(d):
-            raise DescriptorError(
-                f"'docker_image_digests' entry {_shown(d)} is not a sha256:<64 hex> digest"
-            )
-        digests.append(d)
+    digests, suites = fields["docker_image_digests"], fields["suites"]
     if digests and len(digests) != len(suites):
         raise DescriptorError(
             f"'docker_image_digests' has {len(digests)} entries but 'suites' has {len(suites)}"
         )
-
-    return dict(
-        name=name,
-        distro=distro,
-        suites=suites,
-        architectures=tuple(archs),
-        packages=packages,
-        reference_datetime=reference,
-        remotes=tuple(remotes),
-        files=tuple(files),
-        script=script,
-        enable_cache=_bool(doc.get("enable_cache"), "enable_cache"),
-        sudo=_bool(doc.get("sudo"), "sudo"),
-        multiarch=tuple(multiarch),
-        repositories=tuple(repositories),
-        alternatives=tuple(alternatives),
-        docker_image_digests=tuple(digests),
-        optionals=_optionals(doc.get("optionals")),
-    )
+    return fields, ignored
 
 
 def parse_assignments(value: str | Sequence[str] | None, option: str) -> dict[str, str]:
@@ -621,6 +389,6 @@ def parse_assignments(value: str | Sequence[str] | None, option: str) -> dict[st
                 continue
             d, sep, v = part.partition("=")
             if not sep or not d or not v:
-                raise DescriptorError(f"{option}: expected dir=value, got {_shown(part)}")
-            out[_sanitary(d, option)] = str(v)
+                raise DescriptorError(f"{option}: expected dir=value, got {values.shown(part)}")
+            out[values.sanitary(d, option)] = str(v)
     return out

@@ -28,6 +28,7 @@ from gitian.errors import DescriptorError, InputError
 from gitian.run import write_atomic
 from gitian.safeyaml import safe_yaml
 from gitian.text import printable
+from gitian.values import kind
 
 #: The five keys of a result file, in the order gbuild writes them.
 RESULT_KEYS = (
@@ -107,28 +108,12 @@ def _pairs(doc: Any, what: str) -> list[tuple[Any, Any]]:
             else:
                 raise InputError(f"{what} must be a mapping or !!omap, not a plain list")
         return pairs
-    raise InputError(f"{what} must be a mapping or !!omap, not {_kind(doc)}")
-
-
-def _kind(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "a boolean"
-    if isinstance(v, (int, float)):
-        return "a number"
-    if isinstance(v, str):
-        return "a string"
-    if isinstance(v, list):
-        return "a list"
-    if isinstance(v, dict):
-        return "a mapping"
-    return type(v).__name__
+    raise InputError(f"{what} must be a mapping or !!omap, not {kind(doc)}")
 
 
 def _text(v: Any, key: str, where: str) -> str:
     if not isinstance(v, str):
-        raise InputError(f"{where}: {key!r} must be a string, not {_kind(v)}")
+        raise InputError(f"{where}: {key!r} must be a string, not {kind(v)}")
     return v
 
 

@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitian import log
-from gitian.descriptor import Descriptor, _sanitary
+from gitian import log, values
+from gitian.descriptor import Descriptor
 from gitian.errors import DescriptorError, InputError, SignError, UsageError
 from gitian.home import Home
 from gitian.manifest import dump_assert, read_report
@@ -40,7 +40,7 @@ class Signed:
 def sanitary(value: str, option: str) -> str:
     """``value`` if it is safe as one path component, else a UsageError naming ``option``."""
     try:
-        return _sanitary(value, option)
+        return values.sanitary(value, option)
     except DescriptorError as e:
         raise UsageError(e.message) from None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -63,6 +64,42 @@ def require_tool(*tools: str) -> None:
         if strict_skips():
             pytest.fail(msg + " (skips are failures in CI)")
         pytest.skip(msg)
+
+
+def git_in(
+    repo: Path, *args: str, date: str = "2024-01-01T00:00:00+0000", check: bool = True
+) -> str:
+    """``git ARGS`` in ``repo`` (its output, stripped) with a fixed author,
+    committer and date and no user or system configuration, so that the
+    repositories tests make have the same commit ids on every machine."""
+    env = {
+        **os.environ, "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "A", "GIT_AUTHOR_EMAIL": "a@example.invalid", "GIT_AUTHOR_DATE": date,
+        "GIT_COMMITTER_NAME": "C", "GIT_COMMITTER_EMAIL": "c@example.invalid",
+        "GIT_COMMITTER_DATE": date,
+    }  # fmt: skip
+    config = ("commit.gpgSign=false", "tag.gpgSign=false", "init.defaultBranch=main")
+    return subprocess.run(
+        ["git", *(a for c in config for a in ("-c", c)), *args],
+        cwd=repo, env=env, check=check, capture_output=True,
+    ).stdout.decode().strip()  # fmt: skip
+
+
+def make_upstream(repo: Path) -> Path:
+    """A git repository at ``repo``: file ``f`` "one" in a commit tagged
+    ``v1.0`` (annotated, 2021-02-03 04:05:06 +0200), then "two" in the next
+    commit on ``main`` (2022-12-31 23:30 -0100), which branch ``side`` also
+    points to."""
+    repo.mkdir()
+    git_in(repo, "init", "-q")
+    (repo / "f").write_text("one\n")
+    git_in(repo, "add", "f")
+    git_in(repo, "commit", "-qm", "one", date="2021-02-03T04:05:06+0200")
+    git_in(repo, "tag", "-a", "-m", "v1", "v1.0", date="2021-02-03T04:05:06+0200")
+    (repo / "f").write_text("two\n")
+    git_in(repo, "commit", "-qam", "two", date="2022-12-31T23:30:00-0100")
+    git_in(repo, "branch", "side")
+    return repo
 
 
 def require_root() -> None:

@@ -9,12 +9,18 @@ from typing import Any
 import click
 
 from gitian import log
-from gitian.build import Builder, BuildOptions
+from gitian.build import Builder, BuildOptions, configurations
 from gitian.cli import backend_option, entry, workdir_option
 from gitian.descriptor import load, parse_assignments
 from gitian.errors import ToolMissingError
 from gitian.home import Home
-from gitian.targets import backend_class, choose_backend, config_from_env, make_target
+from gitian.targets import (
+    backend_class,
+    check_default_backend,
+    choose_backend,
+    config_from_env,
+    make_target,
+)
 from gitian.targets.base import Target, TargetConfig
 
 CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
@@ -112,6 +118,8 @@ def cli(
     desc = load(descriptor).with_overrides(
         parse_assignments(commits, "--commit"), parse_assignments(urls, "--url")
     )
+    for line in desc.warnings:
+        log.warn(line)
     name = choose_backend(backend, env)
     if name == "docker" and desc.docker_image_digests:
         # With Docker the digests stand in for the suite names (classic behaviour).
@@ -148,6 +156,8 @@ def cli(
     )
     builder = Builder(desc, home, options, make)
     builder.check()  # bad input is reported before anything is stopped or started
+    for suite, arch in configurations(desc):
+        check_default_backend(backend, env, config(suite, arch))
     first = config(desc.suites[0], desc.architectures[0])
     reason = backend_class(name).unavailable_reason(config=first)
     if reason:

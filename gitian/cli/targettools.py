@@ -23,7 +23,13 @@ from gitian.cli import backend_option, entry, workdir_option
 from gitian.errors import ToolMissingError, UsageError
 from gitian.home import Home
 from gitian.run import write_atomic
-from gitian.targets import backend_class, choose_backend, config_from_env, make_target
+from gitian.targets import (
+    backend_class,
+    check_default_backend,
+    choose_backend,
+    config_from_env,
+    make_target,
+)
 from gitian.targets.base import BaseOptions, Target
 
 STATE_FILE = "target.json"
@@ -76,13 +82,20 @@ def _target(
     suite: str | None = None,
     arch: str | None = None,
     distro: str | None = None,
+    making: bool = False,
 ) -> tuple[str, Target]:
     """The target a libexec tool works on: explicit values, else var/target.json,
-    else LXC_SUITE/LXC_ARCH/DISTRO from the environment."""
+    else LXC_SUITE/LXC_ARCH/DISTRO from the environment.  ``making``: the tool
+    makes or starts a target, so the backend is ``--backend`` or the USE_*
+    variables (never the one recorded), and when neither chose it, it must
+    have a base here (:func:`check_default_backend`)."""
     env = _env()
     state = TargetState.load(home)
-    name = backend or (state.backend if state else None) or choose_backend(None, env)
-    name = choose_backend(name, env)
+    if making:
+        name = choose_backend(backend, env)
+    else:
+        name = backend or (state.backend if state else None) or choose_backend(None, env)
+        name = choose_backend(name, env)
     suite = suite or (state.suite if state else None) or env.get("LXC_SUITE") or None
     arch = arch or (state.arch if state else None) or env.get("LXC_ARCH") or None
     distro = distro or (state.distro if state else None) or env.get("DISTRO") or "ubuntu"
@@ -92,6 +105,8 @@ def _target(
             hint="run start-target BITS SUITE-ARCH first, or set LXC_SUITE and LXC_ARCH",
         )
     config = config_from_env(home, backend=name, suite=suite, arch=arch, env=env, distro=distro)
+    if making:
+        check_default_backend(backend, env, config)
     reason = backend_class(name).unavailable_reason(config=config)
     if reason:
         raise ToolMissingError(f"the {name} backend cannot run here: {reason}")
@@ -112,6 +127,12 @@ def _target(
 @click.option("--docker", "use_docker", is_flag=True, help="Make a Docker base.")
 @click.option("--docker-image-hash", default=None, help="Base the Docker image on this digest.")
 @click.option("--mirror", default=None, help="Archive URI (default: MIRROR_HOST, host's apt).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Make the base anew even if one that serves exists (bubblewrap and LXC share "
+    "one base; KVM and Docker bases are always made anew).",
+)
 @backend_option
 @workdir_option
 def make_base_vm_cmd(
@@ -125,6 +146,7 @@ def make_base_vm_cmd(
     use_docker: bool,
     docker_image_hash: str | None,
     mirror: str | None,
+    force: bool,
     backend: str | None,
     workdir: str | None,
 ) -> None:
@@ -154,6 +176,7 @@ def make_base_vm_cmd(
         disksize_mb=disksize,
         mirror=mirror,
         docker_image_hash=docker_image_hash,
+        force=force,
     )
     home = Home.find(workdir)
     config = config_from_env(
@@ -189,9 +212,7 @@ def make_clean_vm_cmd(
     suite = suite or env.get("LXC_SUITE") or "xenial"
     arch = arch or env.get("LXC_ARCH") or "amd64"
     arch = "amd64" if arch == "linux64" else arch
-    name, target = _target(
-        home, choose_backend(backend, env), suite=suite, arch=arch, distro=distro
-    )
+    name, target = _target(home, backend, suite=suite, arch=arch, distro=distro, making=True)
     target.reset()
     log.debug(f"clean {name} target for {suite}-{arch}")
 
@@ -209,9 +230,8 @@ def start_target_cmd(bits: str, suite_arch: str, backend: str | None, workdir: s
     if not sep or not suite or not arch:
         raise UsageError(f"expected SUITE-ARCH (e.g. bookworm-amd64), not {suite_arch!r}")
     arch = "amd64" if arch == "linux64" else arch
-    env = _env()
     home = Home.find(workdir)
-    name, target = _target(home, choose_backend(backend, env), suite=suite, arch=arch)
+    name, target = _target(home, backend, suite=suite, arch=arch, making=True)
     state = TargetState(name, suite, arch, target.config.distro)
     state.save(home)
     try:

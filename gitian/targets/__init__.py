@@ -26,21 +26,67 @@ def _truthy(v: str | None) -> bool:
     return v is not None and v.strip().lower() not in ("", "0", "false", "no")
 
 
+#: The variables that choose a backend, in the order they are looked at.
+BACKEND_VARIABLES: dict[str, str] = {
+    "USE_LXC": "lxc",
+    "USE_DOCKER": "docker",
+    "USE_VBOX": "vbox",
+    "USE_BWRAP": "bwrap",
+}
+
+
 def choose_backend(explicit: str | None, env: Mapping[str, str]) -> str:
     """``--backend`` if given, else USE_LXC / USE_DOCKER / USE_VBOX / USE_BWRAP, else kvm."""
     if explicit:
         if explicit not in BACKENDS:
             raise UsageError(f"unknown backend {explicit!r} (choose from {', '.join(BACKENDS)})")
         return explicit
-    for var, name in (
-        ("USE_LXC", "lxc"),
-        ("USE_DOCKER", "docker"),
-        ("USE_VBOX", "vbox"),
-        ("USE_BWRAP", "bwrap"),
-    ):
+    for var, name in BACKEND_VARIABLES.items():
         if _truthy(env.get(var)):
             return name
     return "kvm"
+
+
+def check_default_backend(
+    explicit: str | None, env: Mapping[str, str], config: TargetConfig
+) -> None:
+    """When nothing chose a backend, KVM is the one (as classic).  If it has
+    no base here but bubblewrap/LXC or Docker has one, the user most likely
+    forgot the variable: say which, rather than leave KVM to say "make a KVM
+    base"."""
+    if explicit or choose_backend(None, env) != "kvm" or make_target("kvm", config).has_base():
+        return
+
+    def has_base(name: str) -> bool:
+        own = config_from_env(
+            config.home, backend=name, suite=config.suite, arch=config.arch, env=env,
+            distro=config.distro,
+        )
+        return make_target(name, own).has_base()
+
+    found = [name for name in ("bwrap", "docker") if has_base(name)]
+    if found:
+        raise other_bases_error(config, found)
+
+
+def other_bases_error(config: TargetConfig, found: list[str]) -> UsageError:
+    """The error :func:`check_default_backend` raises; ``found`` names the
+    backends with a base ("bwrap" standing for bubblewrap and LXC, which share one)."""
+    suite, arch = config.suite, config.image_arch
+    offers = {
+        "bwrap": (f"a bubblewrap/LXC base ({config.home.base(suite, arch).name}/)", "bwrap", "lxc"),
+        "docker": ("a Docker base image", "docker"),
+    }
+    what = [offers[n][0] for n in found]
+    names = [b for n in found for b in offers[n][1:]]
+    variables = [v for b in names for v, name in BACKEND_VARIABLES.items() if name == b]
+    return UsageError(
+        f"no KVM base for {suite} {arch} here (KVM is the backend when nothing chooses one), "
+        f"but there is {' and '.join(what)}: set {' or '.join(f'{v}=1' for v in variables)} "
+        f"(or pass --backend {'|'.join(names)})",
+        hint=f"or make a KVM base: make-base-vm --distro {config.distro} --suite {suite} "
+        f"--arch {arch}",
+    )
 
 
 def backend_class(name: str) -> type[Target]:

@@ -114,6 +114,7 @@ class BaseOptions:
     mirror: str | None = None  # --mirror; None: MIRROR_HOST, host's apt sources, tool default
     docker_image_hash: str | None = None
     extra_packages: tuple[str, ...] = ()
+    force: bool = False  # --force: make a base anew even where one serves already
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,10 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def make_base(self, options: BaseOptions) -> None:
         """Build the base image for ``options`` (make-base-vm)."""
+
+    @abc.abstractmethod
+    def has_base(self) -> bool:
+        """Whether the base this backend makes clean targets from exists here."""
 
     @abc.abstractmethod
     def reset(self) -> None:

@@ -264,6 +264,9 @@ class DockerTarget(PrefixTarget):
             return None
         return (res.stdout or b"").decode().strip() or None
 
+    def has_base(self) -> bool:
+        return which(self.cli) is not None and self._image_id(self.image) is not None
+
     # -- lifecycle ---------------------------------------------------------
     def _make_base_hint(self) -> str:
         c = self.config

@@ -209,6 +209,9 @@ class KvmTarget(SshTarget):
         )
         vmimage.build_image(self.config.home, spec)
 
+    def has_base(self) -> bool:
+        return not self.images.missing()
+
     # -- make-clean-vm -----------------------------------------------------------
     def _require_base(self) -> None:
         missing = self.images.missing()

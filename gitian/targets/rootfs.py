@@ -23,7 +23,7 @@ from typing import ClassVar
 from gitian import bootstrap, log
 from gitian.errors import TargetError, ToolMissingError, UsageError
 from gitian.home import Home, target_bin
-from gitian.run import is_root, remove_tree, require, run, which
+from gitian.run import is_root, remove_tree, require, run, signals_held, which
 from gitian.targets.base import BaseOptions, PrefixTarget
 
 ARCHES = ("amd64", "i386")
@@ -156,18 +156,32 @@ def make_base(home: Home, options: BaseOptions, *, mirror_host: str | None) -> P
     run never leaves something that looks like a base.
     """
     spec = spec_for(options, mirror_host=mirror_host)
+    dest = home.base(spec.suite, spec.arch)
+    check_path(dest, "base")
+    if dest.exists() or dest.is_symlink():
+        unfit = base_unfit(dest, spec)
+        if unfit is None and not options.force:
+            # bubblewrap and LXC use the same base: making one for the other is done.
+            log.info(
+                f"{dest.name} is already a base for {spec.distro} {spec.suite} {spec.arch}, "
+                "shared by bubblewrap and LXC; kept (--force makes it anew)"
+            )
+            return dest
+        if unfit is not None and not options.force:
+            raise UsageError(
+                f"{dest} already exists but {unfit}",
+                hint="make-base-vm --force makes the base anew (the old one is removed "
+                "once the new one is complete)",
+            )
+        if Overlay.for_home(home, spec.suite, spec.arch).mounted:
+            raise UsageError(
+                f"a target made from {dest.name} is running; stop it first (stop-target)"
+            )
     reason = missing_for_base_host()
     if reason:
         raise ToolMissingError(f"cannot make a base: {reason}")
     tool = bootstrap.bootstrap_tool()
     assert tool is not None
-    dest = home.base(spec.suite, spec.arch)
-    check_path(dest, "base")
-    if dest.exists():
-        raise UsageError(
-            f"{dest} already exists",
-            hint=f"remove it first (rm -rf {dest}) to make a new base",
-        )
     home.root.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.new.{os.getpid()}")
     try:
@@ -180,12 +194,30 @@ def make_base(home: Home, options: BaseOptions, *, mirror_host: str | None) -> P
         fixup(tmp, spec, container=True)
         upgrade(tmp)
         harvest_debs(tmp, home.package_cache)
-        os.rename(tmp, dest)
+        old = dest.with_name(f".{dest.name}.old.{os.getpid()}")
+        with signals_held():
+            replacing = dest.exists() or dest.is_symlink()
+            if replacing:
+                os.rename(dest, old)
+            os.rename(tmp, dest)
     except BaseException:
         _remove_tree(tmp)
         raise
+    if replacing:
+        _remove_tree(old)
     log.info(f"base ready: {dest}")
     return dest
+
+
+def base_unfit(dest: Path, spec: BaseSpec) -> str | None:
+    """Why the existing ``dest`` cannot serve as the base ``spec`` asks for, or None."""
+    if not dest.is_dir():
+        return "is not a directory"
+    if not (dest / "etc").is_dir():
+        return "is not a root file system (no etc/)"
+    if spec.user not in passwd_users(dest):
+        return f"has no build user {spec.user!r} (it was made for another --distro)"
+    return None
 
 
 def fixup(root: Path, spec: BaseSpec, *, container: bool) -> None:
@@ -333,8 +365,12 @@ class Overlay:
     def work(self) -> Path:
         return self.state / "work"
 
+    @property
+    def has_base(self) -> bool:
+        return (self.lower / "etc").is_dir()
+
     def require_base(self, make_hint: str) -> None:
-        if not (self.lower / "etc").is_dir():
+        if not self.has_base:
             raise TargetError(f"no base at {self.lower}", hint=make_hint)
 
     @property
@@ -432,6 +468,9 @@ class OverlayTarget(PrefixTarget):
 
     def make_base(self, options: BaseOptions) -> None:
         make_base(self.config.home, options, mirror_host=self.config.mirror_host)
+
+    def has_base(self) -> bool:
+        return self.overlay.has_base
 
     def reset(self) -> None:
         self.stop()

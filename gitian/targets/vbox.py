@@ -247,6 +247,9 @@ class VBoxTarget(SshTarget):
         info = self._vm_info(self.vm)
         return None if info is None else info.get("VMState", "unknown")
 
+    def has_base(self) -> bool:
+        return self.unavailable_reason() is None and self._vm_info(self.vm) is not None
+
     def _require_vm(self) -> dict[str, str]:
         info = self._vm_info(self.vm)
         if info is None:

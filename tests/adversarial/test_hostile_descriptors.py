@@ -420,6 +420,16 @@ RAW = [
         id="date-unquoted-overflow",
     ),
     pytest.param(BASE_RAW + b"x: " + b"9" * 5000 + b"\n", "key 'x'", id="int-5000-digits"),
+    # a misspelt key would be ignored and the build fail minutes later
+    pytest.param(
+        BASE_RAW + b"pakages: [cmake]\n", "unknown key 'pakages' (did you mean 'packages'?)",
+        id="typo-top-level",
+    ),
+    pytest.param(
+        BASE_RAW.replace(b"  dir: pkg\n", b"  dir: pkg\n  comit: v1.0\n"),
+        "unknown key 'remotes[0].comit' (did you mean 'commit'?)",
+        id="typo-in-remote",
+    ),
     pytest.param(
         BASE_RAW.replace(b"gpg: signer", b"gpg: " + b"1" * 5000), "optionals", id="int-in-optionals"
     ),

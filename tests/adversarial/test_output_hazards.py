@@ -396,6 +396,9 @@ class _ForgedStream:
 
             def make_base(self, options: Any) -> None: ...
 
+            def has_base(self) -> bool:
+                return True
+
             def reset(self) -> None: ...
 
             def start(self) -> None: ...

@@ -9,7 +9,8 @@
             t.run(["true"])
 
 A Debian bookworm amd64 directory base is made ONCE per test session (about
-two minutes; bwrap and LXC share the same base), and each ``base_home(...)``
+two minutes, by ``make-base-vm --lxc``, or ``--bwrap`` where LXC cannot run;
+bwrap and LXC share the same base), and each ``base_home(...)``
 call returns a FRESH gitian home whose ``base-bookworm-amd64`` and
 ``var/cache/debs`` are symlinks to that one base and its .deb cache.  Every
 target started from those homes is stopped at the end of the session.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -31,9 +33,9 @@ import pytest
 from gitian.errors import CommandError, TargetError
 from gitian.home import Home, target_bin
 from gitian.targets import backend_class, make_target
-from gitian.targets.base import BaseOptions, Target, TargetConfig
+from gitian.targets.base import Target, TargetConfig
 from gitian.targets.lxc import LxcNetUsers, bridge_exists, lxc_net_settings
-from gitian.targets.rootfs import make_base, missing_for_base_host
+from gitian.targets.rootfs import missing_for_base_host
 from tests.conftest import require_root, require_tool, strict_skips
 
 SUITE, ARCH, DISTRO = "bookworm", "amd64", "debian"
@@ -65,8 +67,22 @@ def shared_base(tmp_path_factory: pytest.TempPathFactory) -> Home:
             pytest.fail(f"GITIAN_TEST_BASE_HOME={given} has no base-{SUITE}-{ARCH}/")
         return home
     home = Home(tmp_path_factory.mktemp("gitian-base"))
-    make_base(home, BaseOptions(distro=DISTRO, suite=SUITE, arch=ARCH), mirror_host=None)
+    # Made as a user makes it, with make-base-vm --lxc where LXC can run (the
+    # bwrap tests then use an LXC-made base: they share it), else --bwrap.
+    backend = "lxc" if backend_class("lxc").unavailable_reason(for_base=True) is None else "bwrap"
+    r = make_base_vm(home, backend)
+    if r.returncode != 0:
+        pytest.fail(f"make-base-vm --{backend} failed: {r.stderr[-4000:]}")
     return home
+
+
+def make_base_vm(home: Home, backend: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``make-base-vm --BACKEND`` for this session's suite, arch and distro in ``home``."""
+    argv = [sys.executable, "-c", "from gitian.cli.targettools import make_base_vm; make_base_vm()",
+            f"--{backend}", "--distro", DISTRO, "--suite", SUITE, "--arch", ARCH,
+            "--workdir", os.fspath(home.root), *args]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("USE_")}
+    return subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
 
 
 @pytest.fixture(scope="session")
@@ -182,6 +198,7 @@ def check_base_contents(t: Target) -> None:
     assert r.stdout.decode().split(":")[5] == "/home/debian"
     r = t.run(["cat", "/etc/apt/apt.conf.d/10gitian-keep-debs"], capture=True)
     assert b"Keep-Downloaded-Packages" in r.stdout
+    t.run(["python3", "-c", "import zipfile"])  # what canon-zip needs
 
 
 def check_network(t: Target, home: Home) -> None:

@@ -167,15 +167,22 @@ def test_make_base_vm_says_what_is_missing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_interrupted_make_base_leaves_nothing(tmp_path: Path) -> None:
-    """SIGTERM in the middle of the bootstrap: no process, mount or half-made base stays."""
+@pytest.mark.parametrize("force", [False, True], ids=["new", "force-over-old"])
+def test_interrupted_make_base_leaves_nothing(tmp_path: Path, force: bool) -> None:
+    """SIGTERM in the middle of the bootstrap: no process, mount or half-made base
+    stays; with --force over an existing base, that base stays as it was."""
     from tests.conftest import require_tool
 
     require_tool("mmdebstrap")
     home = tmp_path / "h"
+    old = home / "base-bookworm-amd64"
+    if force:
+        (old / "etc").mkdir(parents=True)
+        (old / "etc/passwd").write_text("debian:x:1000:1000::/home/debian:/bin/sh\n")
     proc = subprocess.Popen(
         [sys.executable, "-c", "from gitian.cli.targettools import make_base_vm; make_base_vm()",
-         "--bwrap", "--distro", "debian", "--suite", "bookworm", "--workdir", str(home)],
+         "--bwrap", "--distro", "debian", "--suite", "bookworm", "--workdir", str(home),
+         *(["--force"] if force else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -194,7 +201,12 @@ def test_interrupted_make_base_leaves_nothing(tmp_path: Path) -> None:
             proc.wait()
     assert proc.returncode == 143, err
     assert b"everything started was stopped" in err
-    assert list(home.iterdir()) == [] if home.exists() else True
+    if force:
+        assert [p.name for p in home.iterdir() if p.name.startswith("base")] == [old.name]
+        assert [p.name for p in old.rglob("*")] == ["etc", "passwd"]
+        assert not list(home.glob(".base-*"))
+    else:
+        assert list(home.iterdir()) == [] if home.exists() else True
     assert mounts_under(tmp_path) == []
     for p in Path("/proc").iterdir():
         if p.name.isdigit():

@@ -273,6 +273,7 @@ def test_gbuild_example_matches_bwrap(
     bw = {k: v for k, v in os.environ.items() if not k.startswith("USE_")}
     bwrap_res = _gbuild(other, {**bw, "USE_BWRAP": "1"})
     assert docker_res["out_manifest"] == bwrap_res["out_manifest"]
+    assert "  gitian-example.zip\n" in docker_res["out_manifest"]  # canon-zip ran in Docker
     assert docker_res["in_manifest"] == bwrap_res["in_manifest"]
 
 

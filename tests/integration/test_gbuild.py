@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from gitian.home import Home, target_bin
 from gitian.manifest import read_report
 from gitian.targets import make_target
 from gitian.targets.base import TargetConfig
-from tests.conftest import wait_until
+from tests.conftest import git_in, make_upstream, wait_until
 from tests.integration.conftest import BaseHome, mounts_under, run_ok
 
 pytestmark = pytest.mark.integration
@@ -66,7 +67,7 @@ def test_example_on_bwrap(bwrap_build: tuple[Home, str]) -> None:
     home, stdout = bwrap_build
     report = read_report(home.result_file("gitian-example"))
     lines = report.out_manifest.splitlines()
-    assert [ln.split("  ")[1] for ln in lines] == ["gitian-example.tar.gz"]
+    assert [ln.split("  ")[1] for ln in lines] == ["gitian-example.tar.gz", "gitian-example.zip"]
     # stdout: the out lines and the result's sha256, as classic
     assert stdout.startswith(report.out_manifest)
     assert stdout.rstrip().endswith("gitian-example-res.yml")
@@ -83,6 +84,13 @@ def test_example_on_bwrap(bwrap_build: tuple[Home, str]) -> None:
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert "gitian-example/hello" in listing and "2024-01-01 00:00" in listing
+    # canon-zip ran in the target (from the build user's PATH): every member at the date
+    with zipfile.ZipFile(home.build / "out" / "gitian-example.zip") as z:
+        members = [(i.filename, i.date_time) for i in z.infolist()]
+    assert members == [
+        ("gitian-example/greeting.txt", (2024, 1, 1, 0, 0, 0)),
+        ("gitian-example/hello", (2024, 1, 1, 0, 0, 0)),
+    ]
 
 
 def test_host_hashed_package_manifest_equals_grab_packages(bwrap_build: tuple[Home, str]) -> None:
@@ -91,7 +99,7 @@ def test_host_hashed_package_manifest_equals_grab_packages(bwrap_build: tuple[Ho
     config = TargetConfig(home=home, suite="bookworm", arch="amd64", distro="debian")
     with make_target("bwrap", config).session() as t:
         t.run(
-            ["apt-get", "--no-install-recommends", "-y", "install", "make", "gcc"],
+            ["apt-get", "--no-install-recommends", "-y", "install", "make", "gcc", "zip"],
             user="root", network=True, env={"DEBIAN_FRONTEND": "noninteractive"}, capture=True,
         )  # fmt: skip
         script = (target_bin() / "grab-packages.sh").read_bytes()
@@ -123,6 +131,7 @@ def test_lxc_gives_the_same_out_manifest(
     gbuild(home, "lxc")
     report = read_report(home.result_file("gitian-example"))
     assert report.out_manifest == reference.out_manifest
+    assert "  gitian-example.zip\n" in report.out_manifest  # canon-zip ran on LXC too
     assert report.in_manifest == reference.in_manifest
     assert mounts_under(home.root) == []
     assert _lxc_containers(home) == []
@@ -282,3 +291,54 @@ def test_two_architectures_in_one_run(base_home: BaseHome, i386_base: Path, tmp_
     assert (out / "uname-32").read_text() == "i686\n"  # setarch i386
     assert (out / "uname-64").read_text() == "x86_64\n"
     assert mounts_under(home.root) == []
+
+
+# -- the checkout a build script sees depends on the command only (issue 14 item 2) --
+
+DESCRIBE_DESC = """\
+name: "describe"
+distro: "debian"
+suites:
+- "bookworm"
+architectures:
+- "amd64"
+reference_datetime: "2024-01-01 00:00:00"
+remotes:
+- "url": "https://example.invalid/src.git"
+  "dir": "src"
+script: |
+  cd src
+  git describe --always > "$OUTDIR/describe"
+  git tag > "$OUTDIR/tags"
+  git for-each-ref > "$OUTDIR/refs"
+  git log --all --format=%H > "$OUTDIR/log"
+"""
+
+
+def test_a_commit_built_by_id_looks_the_same_after_a_build_by_tag(
+    base_home: BaseHome, tmp_path: Path
+) -> None:
+    src = make_upstream(tmp_path / "upstream")  # v1.0, then a later commit on main
+    release = git_in(src, "rev-parse", "v1.0^{commit}")
+    desc = tmp_path / "describe.yml"
+    desc.write_text(DESCRIBE_DESC)
+    url = f"src={src}"
+
+    def build(home: Home, commit: str) -> tuple[dict[str, str], str]:
+        gbuild(home, "bwrap", desc, "-q", "--url", url, "--commit", f"src={commit}")
+        out = home.build / "out"
+        seen = {p.name: p.read_text() for p in sorted(out.iterdir())}
+        return seen, read_report(home.result_file("describe")).out_manifest
+
+    builder = base_home("bwrap")
+    by_tag, _ = build(builder, "v1.0")
+    assert by_tag["describe"] == "v1.0\n" and by_tag["tags"] == "v1.0\n"
+    then_by_id, manifest = build(builder, release)
+    assert (builder.inputs / "src").is_dir()  # the fetch cache still holds the tag ...
+    assert "v1.0" in git_in(builder.inputs / "src", "tag")
+    other, other_manifest = build(base_home("bwrap"), release)  # ... another builder never had it
+    assert then_by_id == other and manifest == other_manifest
+    assert then_by_id["describe"] == release[:7] + "\n"
+    assert then_by_id["tags"] == "" and then_by_id["refs"] == ""
+    assert then_by_id["log"] == release + "\n"  # nothing of the later history either
+    assert not list(builder.var.glob(".handover-*"))  # the hand-over copy is gone

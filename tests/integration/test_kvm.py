@@ -122,6 +122,7 @@ def test_users_exit_status_stdin_env(vm: KvmTarget) -> None:
     assert out.stdout == b"x y|'$"
     # The one-time upgrade happened when the base was made (SPEC §3 improve).
     vm.run(["test", "-f", "/var/cache/gitian/initial-upgrade"])
+    vm.run(["python3", "-c", "import zipfile"])  # what canon-zip needs
     # Guests reach the archive: DHCP and DNS work.
     vm.run(["getent", "hosts", "localhost"])
     assert b"10.0.2." in vm.run(["ip", "-4", "addr"], capture=True).stdout
@@ -297,5 +298,6 @@ def test_example_builds_on_kvm_like_on_bwrap(
     mine = read_report(home.result_file("gitian-example"))
     theirs = read_report(ref.result_file("gitian-example"))
     assert mine.out_manifest == theirs.out_manifest
+    assert "  gitian-example.zip\n" in mine.out_manifest  # canon-zip ran in the VM
     assert mine.in_manifest == theirs.in_manifest
     assert not qemu_pids() and not (home.var / "target.pid").exists()

@@ -27,6 +27,7 @@ from tests.integration.conftest import (
     check_network,
     check_reset,
     check_users_env_stdin_status,
+    make_base_vm,
     mounts_under,
 )
 
@@ -149,3 +150,22 @@ def test_libexec_tools(home: Home, tmp_path: Path, lxc_net: str) -> None:
         r = tool("stop_target")
     assert r.returncode == 0, r.stderr
     assert mounts_under(home.root) == []
+
+
+def test_make_base_vm_lxc_then_bwrap_share_one_base(home: Home) -> None:
+    """The session's base was made by ``make-base-vm --lxc`` (conftest; ``home``
+    links to it): asking for a bubblewrap base, or an LXC one again, keeps it
+    and says so in one line."""
+    base = home.base(SUITE, ARCH)
+    before = [(p, p.stat().st_ino, p.stat().st_mtime_ns) for p in (base, base / "etc/passwd")]
+    for backend in ("bwrap", "lxc"):
+        r = make_base_vm(home, backend)
+        assert r.returncode == 0, r.stderr
+        said = [line.strip() for line in r.stderr.splitlines()]
+        assert said[0] == (
+            f"{base.name} is already a base for {DISTRO} {SUITE} {ARCH}, shared by "
+            "bubblewrap and LXC; kept (--force makes it anew)"
+        ), r.stderr
+        assert "Bootstrapping" not in r.stderr
+    after = [(p, p.stat().st_ino, p.stat().st_mtime_ns) for p in (base, base / "etc/passwd")]
+    assert after == before

@@ -55,6 +55,9 @@ class LocalTarget(Target):
     def make_base(self, options: BaseOptions) -> None:
         raise NotImplementedError
 
+    def has_base(self) -> bool:
+        return True
+
     def reset(self) -> None:
         self.events.append(("reset", self.config.suite, self.config.arch))
         shutil.rmtree(self.area, ignore_errors=True)
@@ -270,6 +273,7 @@ def test_step_order_matches_the_classic_flow(world: World) -> None:
     order = [
         "tee -a /etc/sudoers.d/debian",
         "setarch x86_64 bash",
+        "install -m 0755 /dev/stdin /usr/local/bin/canon-zip",
         "dpkg --add-architecture i386",
         "tee -a /etc/apt/sources.list",
         "apt-get update",

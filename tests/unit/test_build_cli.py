@@ -55,6 +55,22 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], messa
     assert not (tmp_path / "result").exists()
 
 
+def test_typo_refused_and_custom_key_warned(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text()
+    typo = tmp_path / "typo.yml"
+    typo.write_text(text.replace("packages:", "pakages:"))
+    r = _main(["--backend", "bwrap", str(typo)], tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert "typo.yml: unknown key 'pakages' (did you mean 'packages'?)" in r.stderr
+    assert not (tmp_path / "build").exists()
+    custom = tmp_path / "custom.yml"
+    custom.write_text(text + "upstream_version: '1.0'\n")
+    r = _main(["--backend", "bwrap", str(custom)], tmp_path)
+    # It goes on (and stops at the inputs, which are not prepared here).
+    assert "warning: custom.yml: unknown key 'upstream_version' ignored\n" in r.stderr
+    assert "greeting.txt" in r.stderr and r.returncode == 2
+
+
 def test_help_runs() -> None:
     r = CliRunner().invoke(cli, ["--help"])
     assert r.exit_code == 0, r.output

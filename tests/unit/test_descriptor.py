@@ -108,6 +108,101 @@ def test_unknown_keys_ignored() -> None:
     assert d.name == "pkg"
 
 
+def test_an_unknown_key_is_one_warning_line() -> None:
+    d = descriptor.parse(MINIMAL + b"version: 1.2\n", "pkg.yml")
+    assert d.warnings == ("pkg.yml: unknown key 'version' ignored",)
+    assert descriptor.parse(MINIMAL, "pkg.yml").warnings == ()
+    # Inside entries too, and many keys still make one bounded line.
+    raw = MINIMAL.replace(b'  "dir": "pkg"\n', b'  "dir": "pkg"\n  branch: main\n')
+    raw += b"".join(b"custom%d: x\n" % i for i in range(30))
+    (line,) = descriptor.parse(raw, "pkg.yml").warnings
+    assert line.startswith("pkg.yml: unknown keys 'custom0', ")
+    assert line.endswith(" and 21 more ignored") and "\n" not in line
+    raw = MINIMAL.replace(b'  "dir": "pkg"\n', b'  "dir": "pkg"\n  branch: main\n')
+    assert descriptor.parse(raw, "pkg.yml").warnings == (
+        "pkg.yml: unknown key 'remotes[0].branch' ignored",
+    )
+    # A key that is not printable is shown escaped.
+    (line,) = descriptor.parse(MINIMAL + b"'x\\e[2J': 1\n", "pkg.yml").warnings
+    assert line.isprintable()
+
+
+# Keys projects carry of their own (and keys of other tools' YAML): warned about, never refused.
+CUSTOM_KEYS = [
+    "version", "description", "maintainer", "homepage", "license", "notes", "comment",
+    "release", "source", "sources", "env", "environment", "extra", "targets", "tags",
+    "ccache", "gitian_version", "url", "author", "type", "host", "hosts", "variant", "base",
+    "image", "depends", "patches", "outputs", "signers", "website", "platforms", "vars",
+    "settings", "toolchain", "compiler", "cache", "whatever",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("key", CUSTOM_KEYS)
+def test_custom_keys_are_warned_about(key: str) -> None:
+    d = descriptor.parse(MINIMAL + f"{key}: x\n".encode(), "pkg.yml")
+    assert d.warnings == (f"pkg.yml: unknown key {key!r} ignored",)
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [
+        ("pakages", "packages"),
+        ("file", "files"),
+        ("remote", "remotes"),
+        ("architecture", "architectures"),
+        ("refrence_datetime", "reference_datetime"),
+        ("scrip", "script"),
+        ("suite", "suites"),
+        ("Packages", "packages"),
+        ("enable-cache", "enable_cache"),
+        ("optional", "optionals"),
+        ("alternative", "alternatives"),
+        ("repository", "repositories"),
+        ("multi_arch", "multiarch"),
+        ("docker_image_digest", "docker_image_digests"),
+    ],
+)
+def test_a_typo_is_refused_naming_the_key_meant(typo: str, meant: str) -> None:
+    with pytest.raises(DescriptorError) as e:
+        descriptor.parse(MINIMAL + f"{typo}: x\n".encode(), "pkg.yml")
+    assert str(e.value) == f"pkg.yml: unknown key {typo!r} (did you mean {meant!r}?)"
+    assert e.value.hint and "spelling" in e.value.hint
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (b'  "dir": "pkg"', b'  "dir": "pkg"\n  comit: abc', "'remotes[0].comit' (... 'commit'?)"),
+        (b'  "dir": "pkg"', b'  "dir": "pkg"\n  urls: x', "'remotes[0].urls' (... 'url'?)"),
+        (
+            b"  distribution:",
+            b"  pakages: [x]\n  distribution:",
+            "'repositories[0].pakages' (... 'packages'?)",
+        ),
+        (b"  path: /usr", b"  paths: x\n  path: /usr", "'alternatives[0].paths' (... 'path'?)"),
+    ],
+)
+def test_a_typo_inside_an_entry_is_refused(old: bytes, new: bytes, message: str) -> None:
+    raw = MINIMAL.replace(old, new, 1)
+    assert raw != MINIMAL
+    with pytest.raises(DescriptorError) as e:
+        descriptor.parse(raw, "pkg.yml")
+    expected = message.replace("...", "did you mean")
+    assert str(e.value) == f"pkg.yml: unknown key {expected}"
+
+
+def test_a_typo_is_reported_before_what_it_causes() -> None:
+    # 'remote:' for 'remotes:' would otherwise say reference_datetime is missing.
+    raw = b"name: x\nsuites: [s]\narchitectures: [amd64]\nremote: []\n"
+    with pytest.raises(DescriptorError, match="unknown key 'remote' \\(did you mean 'remotes'"):
+        descriptor.parse(raw)
+
+
+def test_real_descriptors_have_no_unknown_keys(compat: Path) -> None:
+    for p in sorted((compat / "descriptors").glob("*.yml")):
+        assert descriptor.load(p).warnings == (), p
+
+
 @pytest.mark.parametrize(
     ("patch", "needle"),
     [
@@ -138,6 +233,10 @@ def test_overrides() -> None:
     assert d.remotes[0].commit is None  # frozen, unchanged
     with pytest.raises(DescriptorError, match="no remote with dir 'nope'"):
         d.with_overrides({"nope": "abc"})
+    with pytest.raises(DescriptorError) as e:
+        d.with_overrides(urls={"pgk": "/srv/git/pkg"})
+    assert str(e.value) == "--url: no remote with dir 'pgk' in the descriptor (did you mean 'pkg'?)"
+    assert e.value.hint == "its remotes' dirs: pkg"
     with pytest.raises(DescriptorError, match="--commit"):
         d.with_overrides({"pkg": "--upload-pack=touch"})
     with pytest.raises(DescriptorError, match="--url"):
@@ -160,3 +259,22 @@ def test_load_errors(tmp_path: Path) -> None:
         descriptor.load(tmp_path / "missing.yml")
     with pytest.raises(DescriptorError, match="is a directory"):
         descriptor.load(tmp_path)
+
+
+def test_field_table_covers_the_descriptor() -> None:
+    # One table entry per Descriptor attribute (but the file's path and bytes),
+    # and one per attribute of each kind of list entry.
+    import dataclasses
+
+    def names(cls: type) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    assert sorted(f.key for f in descriptor.FIELDS) == sorted(
+        n for n in names(descriptor.Descriptor) if n not in ("path", "raw", "warnings")
+    )
+    for table, cls in (
+        (descriptor.REMOTE_FIELDS, descriptor.Remote),
+        (descriptor.REPOSITORY_FIELDS, descriptor.Repository),
+        (descriptor.ALTERNATIVE_FIELDS, descriptor.Alternative),
+    ):
+        assert sorted(f.key for f in table) == sorted(names(cls))

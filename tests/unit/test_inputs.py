@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,16 @@ import pytest
 from gitian.descriptor import Remote
 from gitian.errors import InputError
 from gitian.home import Home
-from gitian.inputs import FetchOptions, check_files, check_remotes, checkout, file_lines
+from gitian.inputs import (
+    FetchOptions,
+    check_files,
+    check_remotes,
+    checkout,
+    file_lines,
+    handover,
+    handover_refs,
+)
+from tests.conftest import git_in, make_upstream
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "A",
@@ -24,28 +32,14 @@ GIT_ENV = {
 
 
 def g(repo: Path, *args: str, date: str = "2021-02-03T04:05:06+0200", check: bool = True) -> str:
-    env = dict(os.environ, **GIT_ENV, GIT_AUTHOR_DATE=date, GIT_COMMITTER_DATE=date)
-    return subprocess.run(
-        ["git", "-c", "commit.gpgSign=false", "-c", "init.defaultBranch=main", *args],
-        cwd=repo, env=env, check=check, capture_output=True,
-    ).stdout.decode().strip()  # fmt: skip
+    return git_in(repo, *args, date=date, check=check)
 
 
 @pytest.fixture
 def upstream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for k, v in GIT_ENV.items():
         monkeypatch.setenv(k, v)
-    repo = tmp_path / "upstream"
-    repo.mkdir()
-    g(repo, "init", "-q")
-    (repo / "f").write_text("one\n")
-    g(repo, "add", "f")
-    g(repo, "commit", "-qm", "one")
-    g(repo, "tag", "-a", "-m", "v1", "v1.0")
-    (repo / "f").write_text("two\n")
-    g(repo, "commit", "-qam", "two", date="2022-12-31T23:30:00-0100")
-    g(repo, "branch", "side")
-    return repo
+    return make_upstream(tmp_path / "upstream")
 
 
 @pytest.fixture
@@ -121,9 +115,8 @@ def test_bad_url_is_a_clear_error(home: Home, tmp_path: Path) -> None:
         )
 
 
-def test_submodules_are_updated_recursively(
-    upstream: Path, home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def with_submodule(upstream: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A repository ``outer`` whose submodule ``sub`` is ``upstream``."""
     # Local submodule URLs need the file transport, which git allows only on request.
     monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
     monkeypatch.setenv("GIT_CONFIG_KEY_0", "protocol.file.allow")
@@ -133,6 +126,13 @@ def test_submodules_are_updated_recursively(
     g(outer, "init", "-q")
     g(outer, "submodule", "add", "-q", os.fspath(upstream), "sub")
     g(outer, "commit", "-qm", "with sub")
+    return outer
+
+
+def test_submodules_are_updated_recursively(
+    upstream: Path, home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outer = with_submodule(upstream, tmp_path, monkeypatch)
     got = checkout(home, Remote(url=os.fspath(outer), dir="o", commit="main"), FetchOptions())
     assert got.commit == g(outer, "rev-parse", "HEAD")
     assert (home.inputs / "o" / "sub" / "f").read_text() == "two\n"
@@ -197,3 +197,136 @@ def test_plain_directory_is_not_mistaken_for_a_checkout(upstream: Path, tmp_path
     got = checkout(home, Remote(url=os.fspath(upstream), dir="src", commit="main"), FetchOptions())
     assert got.commit == g(upstream, "rev-parse", "main")
     assert g(outer, "rev-parse", "--verify", "-q", "HEAD", check=False) == ""
+
+
+# -- the repository handed to the target (issue 14 item 2) ---------------------
+
+
+@pytest.mark.parametrize(
+    ("tag", "opts", "refs"),
+    [
+        (None, FetchOptions(), ()),
+        ("v1.0", FetchOptions(), ("refs/tags/v1.0",)),
+        ("v1.0", FetchOptions(skip_fetch=True), ("refs/tags/v1.0",)),
+        (None, FetchOptions(fetch_tags=True), ("refs/tags/",)),
+        ("v1.0", FetchOptions(fetch_tags=True), ("refs/tags/",)),
+        (None, FetchOptions(fetch_branches=True), ("refs/heads/",)),
+        ("v1.0", FetchOptions(fetch_branches=True), ("refs/heads/", "refs/tags/v1.0")),
+        (None, FetchOptions(fetch_branches=True, fetch_tags=True), ("refs/heads/", "refs/tags/")),
+    ],
+)
+def test_handover_refs(tag: str | None, opts: FetchOptions, refs: tuple[str, ...]) -> None:
+    assert handover_refs(tag, opts) == refs
+
+
+def _seen(repo: Path) -> dict[str, str]:
+    """What a build script can see of a repository's refs and history."""
+    return {
+        "describe": g(repo, "describe", "--always"),
+        "tags": g(repo, "tag"),
+        "refs": g(repo, "for-each-ref", "--format=%(objecttype) %(refname)"),
+        "branch": g(repo, "branch"),
+        "head": g(repo, "rev-parse", "HEAD"),
+        "symbolic": g(repo, "symbolic-ref", "-q", "HEAD", check=False),
+        "remotes": g(repo, "remote"),
+        "log": g(repo, "log", "--all", "--format=%H"),
+        "objects": g(repo, "count-objects", "-v"),
+        "files": " ".join(sorted(p.name for p in repo.iterdir())),
+    }
+
+
+def _handed(home: Home, remote: Remote, opts: FetchOptions | None = None) -> dict[str, str]:
+    with handover(home, checkout(home, remote, opts or FetchOptions())) as repo:
+        assert repo.name == remote.dir
+        assert not (repo / ".git" / "logs").exists()
+        assert not (repo / ".git" / "FETCH_HEAD").exists()
+        assert not (repo / ".git" / "hooks").exists()
+        return _seen(repo)
+
+
+def test_a_commit_named_by_id_gets_no_tag_an_earlier_build_fetched(
+    upstream: Path, tmp_path: Path
+) -> None:
+    v1 = g(upstream, "rev-parse", "v1.0^{commit}")
+    url = os.fspath(upstream)
+    # This builder built the release by its tag first, then by its id ...
+    home = Home(tmp_path / "a")
+    home.inputs.mkdir(parents=True)
+    by_tag = _handed(home, Remote(url=url, dir="src", commit="v1.0"))
+    assert by_tag["describe"] == "v1.0" and by_tag["tags"] == "v1.0"
+    assert by_tag["refs"] == "tag refs/tags/v1.0"  # the annotated tag, as a tag
+    assert g(home.inputs / "src", "tag") == "v1.0"  # the cache keeps it
+    again = _handed(home, Remote(url=url, dir="src", commit=v1))
+    # ... and gets what a builder who never built it by tag gets.
+    fresh = Home(tmp_path / "b")
+    fresh.inputs.mkdir(parents=True)
+    assert again == _handed(fresh, Remote(url=url, dir="src", commit=v1))
+    assert again["describe"] == v1[:7] and again["tags"] == "" and again["refs"] == ""
+    assert again["head"] == v1 and again["symbolic"] == "" and again["remotes"] == ""
+    assert again["log"] == v1  # one commit: nothing of the later history fetched before
+    assert again["files"] == ".git f"
+
+
+def test_objects_an_earlier_build_fetched_are_not_handed_over(
+    upstream: Path, home: Home
+) -> None:
+    url = os.fspath(upstream)
+    first = g(upstream, "rev-parse", "main~1")
+    _handed(home, Remote(url=url, dir="src", commit="main"))  # the cache now holds main too
+    got = checkout(home, Remote(url=url, dir="src", commit=first), FetchOptions())
+    with handover(home, got) as repo:
+        listed = g(repo, "cat-file", "--batch-all-objects", "--batch-check=%(objectname)").split()
+        reachable = g(repo, "rev-list", "--objects", "--all", "HEAD").split("\n")
+        assert sorted(listed) == sorted(line.split()[0] for line in reachable)
+        assert (repo / "f").read_text() == "one\n"
+
+
+def test_fetch_tags_hands_over_the_remotes_tags_now(upstream: Path, home: Home) -> None:
+    url = os.fspath(upstream)
+    g(upstream, "tag", "gone", "main~1")
+    opts = FetchOptions(fetch_tags=True)
+    assert _handed(home, Remote(url=url, dir="src", commit="main"), opts)["tags"] == "gone\nv1.0"
+    g(upstream, "tag", "-d", "gone")
+    g(upstream, "tag", "-a", "-m", "v2", "v2.0")
+    seen = _handed(home, Remote(url=url, dir="src", commit="main"), opts)
+    assert seen["tags"] == "v1.0\nv2.0" and seen["describe"] == "v2.0"
+    assert seen["refs"] == "tag refs/tags/v1.0\ntag refs/tags/v2.0"
+    # Without --fetch-tags none of them, though the cache still has them.
+    seen = _handed(home, Remote(url=url, dir="src", commit="main"))
+    assert seen["tags"] == "" and g(home.inputs / "src", "tag") == "v1.0\nv2.0"
+
+
+def test_fetch_branches_hands_over_the_remotes_branches(upstream: Path, home: Home) -> None:
+    url = os.fspath(upstream)
+    branches = FetchOptions(fetch_branches=True)
+    seen = _handed(home, Remote(url=url, dir="src", commit="v1.0"), branches)
+    assert seen["refs"] == "commit refs/heads/main\ncommit refs/heads/side\ntag refs/tags/v1.0"
+    assert seen["symbolic"] == ""  # HEAD stays detached at the commit
+    assert _handed(home, Remote(url=url, dir="src", commit="v1.0"))["refs"] == "tag refs/tags/v1.0"
+
+
+def test_skip_fetch_by_tag_hands_over_that_tag(upstream: Path, home: Home) -> None:
+    g(home.inputs, "clone", "-q", os.fspath(upstream), "src")
+    remote = Remote(url="https://unreachable.invalid/x.git", dir="src", commit="v1.0")
+    seen = _handed(home, remote, FetchOptions(skip_fetch=True))
+    assert seen["tags"] == "v1.0" and seen["remotes"] == "" and "side" not in seen["branch"]
+
+
+def test_submodules_are_handed_over_from_the_cache(
+    upstream: Path, home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outer = with_submodule(upstream, tmp_path, monkeypatch)
+    got = checkout(home, Remote(url=os.fspath(outer), dir="o", commit="main"), FetchOptions())
+    # The upstream of the submodule is gone: the hand-over must not need it.
+    moved = upstream.rename(tmp_path / "moved")
+    with handover(home, got) as repo:
+        sub = repo / "sub"
+        assert (sub / "f").read_text() == "two\n"
+        assert g(sub, "rev-parse", "HEAD") == g(moved, "rev-parse", "main")
+        assert g(sub, "for-each-ref") == ""
+        assert g(sub, "symbolic-ref", "-q", "HEAD", check=False) == ""
+        assert g(sub, "remote", "get-url", "origin") == os.fspath(upstream)  # as .gitmodules says
+        assert g(repo, "status", "--porcelain") == ""
+        gitdir = Path(g(sub, "rev-parse", "--absolute-git-dir"))
+        assert gitdir.is_relative_to(repo) and not (gitdir / "logs").exists()
+    assert not repo.exists()

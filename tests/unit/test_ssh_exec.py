@@ -110,6 +110,9 @@ class Local(SshTarget):
         return None
 
     def make_base(self, options: BaseOptions) -> None: ...
+    def has_base(self) -> bool:
+        return True
+
     def reset(self) -> None: ...
     def start(self) -> None: ...
     def stop(self) -> None:

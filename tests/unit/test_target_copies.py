@@ -34,6 +34,9 @@ class OnHost(PrefixTarget):
     def unavailable_reason(cls, *, for_base: bool = False, config: object = None) -> str | None:
         return None
 
+    def has_base(self) -> bool:
+        return True
+
     def make_base(self, options: BaseOptions) -> None:
         raise NotImplementedError
 

@@ -68,6 +68,15 @@ def test_make_base_vm_flags(
     assert opts.disksize_mb == 12287
 
 
+def test_make_base_vm_force(
+    recorder: type[Recorder], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _ = call(tt.make_base_vm, ["--bwrap", "--workdir", str(tmp_path)], capsys)
+    code, _ = call(tt.make_base_vm, ["--bwrap", "--force", "--workdir", str(tmp_path)], capsys)
+    assert code == 0
+    assert [o.force for o in recorder.made] == [False, True]
+
+
 def test_make_base_vm_defaults_are_classic(
     recorder: type[Recorder], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -161,3 +170,69 @@ def test_target_from_state_and_classic_variables(
     tt.TargetState("bwrap", "bookworm", "amd64", "debian").save(home)
     name, t = tt._target(home, None)
     assert name == "bwrap" and t.config.suite == "bookworm"
+
+
+# -- no backend chosen, no KVM base, another backend's base here (issue 14 item 3) --
+
+
+@pytest.fixture
+def dir_base_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TargetConfig:
+    """A home with a bubblewrap/LXC base, no KVM base; no docker on PATH."""
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    home = tt.Home(tmp_path / "h")
+    (home.base("bookworm", "amd64") / "etc").mkdir(parents=True)
+    return TargetConfig(home=home, suite="bookworm", arch="amd64", distro="debian")
+
+
+def test_default_backend_names_the_variable(dir_base_only: TargetConfig) -> None:
+    from gitian.targets import check_default_backend
+
+    with pytest.raises(tt.UsageError) as e:
+        check_default_backend(None, {}, dir_base_only)
+    assert str(e.value) == (
+        "no KVM base for bookworm amd64 here (KVM is the backend when nothing chooses one), "
+        "but there is a bubblewrap/LXC base (base-bookworm-amd64/): set USE_BWRAP=1 or "
+        "USE_LXC=1 (or pass --backend bwrap|lxc)"
+    )
+    assert (
+        e.value.hint
+        == "or make a KVM base: make-base-vm --distro debian --suite bookworm --arch amd64"
+    )
+    # A backend chosen by either means is left to say what it lacks itself.
+    check_default_backend("kvm", {}, dir_base_only)
+    check_default_backend(None, {"USE_LXC": "1"}, dir_base_only)
+
+
+def test_default_backend_with_a_kvm_base_or_no_base_at_all(dir_base_only: TargetConfig) -> None:
+    from gitian.targets import check_default_backend
+
+    home = dir_base_only.home
+    for suffix in (".qcow2", ".vmlinuz", ".initrd"):
+        home.base("bookworm", "amd64", suffix).write_bytes(b"")
+    check_default_backend(None, {}, dir_base_only)  # KVM has its base: nothing to say
+    other = TargetConfig(home=home, suite="trixie", arch="amd64", distro="debian")
+    check_default_backend(None, {}, other)  # no base anywhere: KVM says "make one"
+
+
+def test_default_backend_message_for_docker() -> None:
+    from gitian.targets import other_bases_error
+
+    config = TargetConfig(home=tt.Home(Path("/g")), suite="bookworm", arch="i386", distro="debian")
+    msg = str(other_bases_error(config, ["docker"]))
+    assert msg.endswith(
+        "but there is a Docker base image: set USE_DOCKER=1 (or pass --backend docker)"
+    )
+    msg = str(other_bases_error(config, ["bwrap", "docker"]))
+    assert "a bubblewrap/LXC base (base-bookworm-i386/) and a Docker base image: " in msg
+    assert "USE_BWRAP=1 or USE_LXC=1 or USE_DOCKER=1 (or pass --backend bwrap|lxc|docker)" in msg
+
+
+def test_make_clean_vm_and_start_target_name_the_variable(
+    dir_base_only: TargetConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    where = ["--suite", "bookworm", "--arch", "amd64", "--workdir", str(dir_base_only.home.root)]
+    code, err = call(tt.make_clean_vm, where, capsys)
+    assert code == 2 and "set USE_BWRAP=1 or USE_LXC=1" in err, err
+    code, err = call(tt.start_target, ["64", "bookworm-amd64", "--workdir", where[-1]], capsys)
+    assert code == 2 and "set USE_BWRAP=1 or USE_LXC=1" in err, err
+    assert not (dir_base_only.home.var / "target.json").exists()

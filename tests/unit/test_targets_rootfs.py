@@ -23,7 +23,7 @@ def test_bootstrap_argv_mmdebstrap(monkeypatch: pytest.MonkeyPatch) -> None:
     include = next(a for a in argv if a.startswith("--include="))
     assert include.split("=", 1)[1].split(",") == [
         "pciutils", "build-essential", "git", "subversion", "wget", "lsb-release", "sudo",
-        "locales-all",
+        "python3", "locales-all",
     ]  # fmt: skip
     assert argv[-2:] == ["bookworm", "/x/base"]  # no mirror: the tool's default
     assert spec.user == "debian"
@@ -89,10 +89,66 @@ def test_existing_base_is_not_overwritten(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(rootfs, "missing_for_base_host", lambda: None)
     monkeypatch.setattr(rootfs.bootstrap, "bootstrap_tool", lambda: "mmdebstrap")
     (tmp_path / "base-bookworm-amd64").mkdir()
-    with pytest.raises(UsageError, match="already exists"):
+    with pytest.raises(UsageError, match="already exists but is not a root file system"):
         rootfs.make_base(
             Home(tmp_path), BaseOptions(distro="debian", suite="bookworm"), mirror_host=None
         )
+
+
+def _fake_base(home: Home, user: str = "debian") -> Path:
+    base = home.base("bookworm", "amd64")
+    (base / "etc").mkdir(parents=True)
+    (base / "etc/passwd").write_text(
+        f"root:x:0:0::/root:/bin/sh\n{user}:x:1000:1000::/home/u:/bin/sh\n"
+    )
+    return base
+
+
+def test_a_base_that_serves_is_kept_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # make-base-vm --lxc after --bwrap (or the reverse): the same base serves both.
+    import io
+
+    from gitian import log
+
+    monkeypatch.setattr(rootfs.bootstrap, "bootstrap_tool", lambda: None)  # nothing may run
+    shown = io.StringIO()
+    monkeypatch.setattr(log.state, "stream", shown)
+    home = Home(tmp_path)
+    base = _fake_base(home)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    got = rootfs.make_base(home, BaseOptions(distro="debian", suite="bookworm"), mirror_host=None)
+    assert got == base and sorted(p.name for p in tmp_path.iterdir()) == before
+    assert shown.getvalue() == (
+        "base-bookworm-amd64 is already a base for debian bookworm amd64, shared by "
+        "bubblewrap and LXC; kept (--force makes it anew)\n"
+    )
+
+
+def test_a_base_for_another_distro_is_refused_naming_force(tmp_path: Path) -> None:
+    home = Home(tmp_path)
+    _fake_base(home, user="ubuntu")
+    with pytest.raises(UsageError) as e:
+        rootfs.make_base(home, BaseOptions(distro="debian", suite="bookworm"), mirror_host=None)
+    assert "already exists but has no build user 'debian'" in str(e.value)
+    assert "--force" in (e.value.hint or "")
+
+
+def test_force_makes_a_base_anew(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = Home(tmp_path)
+    _fake_base(home)
+    opts = BaseOptions(distro="debian", suite="bookworm", force=True)
+    # It goes on to bootstrap (and so says what the host lacks) ...
+    monkeypatch.setattr(rootfs, "is_root", lambda: True)
+    monkeypatch.setattr(rootfs.bootstrap, "bootstrap_tool", lambda: None)
+    with pytest.raises(ToolMissingError, match="mmdebstrap nor debootstrap"):
+        rootfs.make_base(home, opts, mirror_host=None)
+    # ... but never under a target that runs on the old base.
+    monkeypatch.setattr(rootfs, "is_mounted", lambda p: p == home.target("bookworm", "amd64"))
+    with pytest.raises(UsageError, match="is running; stop it first"):
+        rootfs.make_base(home, opts, mirror_host=None)
+    assert (home.base("bookworm", "amd64") / "etc/passwd").is_file()
 
 
 def test_mountinfo_unescape() -> None:
