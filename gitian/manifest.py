@@ -323,3 +323,20 @@ def in_manifest_text(
     text = manifest_lines([(desc_sha, f"{name}-desc.yml"), *file_lines])
     text += "".join(f"git:{commit} {directory}" for commit, directory in remotes)
     return text
+
+
+_SUMS_LINE = re.compile(r"\\?[0-9a-f]{64} [ *][^\n]+")
+
+
+def check_sums(text: str, where: str) -> None:
+    """Refuse ``text`` unless it is ``sha256sum`` output: one or more lines of a
+    lower-case sha256, two spaces (or `` *``) and a name, each ending in a
+    newline (``\\`` in front when the name holds one escaped)."""
+    if not text:
+        raise InputError(f"{where}: empty, not a list of checksums")
+    if not text.endswith("\n"):
+        raise InputError(f"{where}: the last line does not end in a newline")
+    for n, line in enumerate(text[:-1].split("\n"), 1):
+        if not _SUMS_LINE.fullmatch(line):
+            shown = printable(line, quote=True, limit=80)
+            raise InputError(f"{where}: line {n} is not a sha256sum line: {shown}")

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from testdata import COMPAT
 
-from gitian import gpg
+from gitian import gpgkeys
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -137,7 +137,7 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keys]:
             for p in (COMPAT / "keys" / "bitcoin").iterdir()
             if p.suffix in (".gpg", ".pgp", ".asc")
         )
-        gpg.import_keys(home, [*files, pub])
+        gpgkeys.import_keys(home, [*files, pub])
         _MADE.append(Keys(home=home, signer_home=signer, mallory=mallory, trent=trent))
         yield _MADE[0]
     finally:
