@@ -9,11 +9,13 @@ named ``<package>_<version>_<arch>.deb`` with the epoch's colon written
 compiler of another version.
 
 For each group whose out_manifest differs from the reference group's, an
-:class:`Explanation` lists the inputs and the packages whose values do not
-overlap between the two groups: no member of one group had any version the
-other group's members had.  Values that vary inside a group too (one
-builder's base had a newer ``tzdata`` than another's, both agreeing) are
-only counted, not listed: they do not tell the groups apart.
+:class:`Explanation` lists the inputs and packages that tell the two groups
+apart: a value (a version, a commit, a file's hash, or "none") that every
+member of one group had and no member of the other.  A base manifest lists
+every .deb in the target's apt cache, so one builder's may hold several
+versions of a package (old ones, left from earlier upgrades); the versions
+that only some members had, or that both groups had, do not tell the groups
+apart and are only counted.
 """
 
 from __future__ import annotations
@@ -39,17 +41,18 @@ class Inputs:
 
 @dataclass(frozen=True, slots=True)
 class ValueDiff:
-    """One input or package whose value tells two groups apart.
+    """One input or package whose values tell two groups apart.
 
-    ``reference`` and ``other`` map each value (None: absent) to the signers
-    of that group who had it.
+    ``reference`` holds the values every member of the reference group had and
+    no member of the other, ``other`` the converse; None stands for "none"
+    (the package was not there, the input not used).
     """
 
     kind: str  # "input" or "package"
     where: str  # "in_manifest", or the base: "<suite>-<arch>"
     item: str  # a file name, "git:<dir>", or "<package>:<arch>"
-    reference: tuple[tuple[str | None, tuple[str, ...]], ...]
-    other: tuple[tuple[str | None, tuple[str, ...]], ...]
+    reference: tuple[str | None, ...]
+    other: tuple[str | None, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,31 +99,39 @@ def input_items(in_manifest: str) -> dict[str, str]:
     return items
 
 
-def package_items(base_manifests: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
-    """(base, ``<package>:<arch>``) -> version, from every base manifest."""
-    items: dict[tuple[str, str], str | None] = {}
+def package_items(base_manifests: Sequence[tuple[str, str]]) -> dict[tuple[str, str], set[str]]:
+    """(base, ``<package>:<arch>``) -> the versions of it in that base manifest."""
+    items: dict[tuple[str, str], set[str]] = {}
     for base, text in base_manifests:
         for line in text.split("\n"):
             _, sep, filename = line.partition("  ")
             if sep:
                 name, version = deb_package(filename.strip())
-                items[(base, name)] = version
+                items.setdefault((base, name), set()).add(version or "")
     return items
 
 
-def _by_value(
-    values: Mapping[str, Mapping[tuple[str, str], str | None]], key: tuple[str, str]
-) -> dict[str | None, list[str]]:
-    out: dict[str | None, list[str]] = {}
-    for signer, items in values.items():
-        out.setdefault(items.get(key), []).append(signer)
+_Table = dict[str, dict[tuple[str, str], set[str]]]
+
+
+def _table(members: Mapping[str, Inputs]) -> _Table:
+    """signer -> (where, item) -> the values that signer had."""
+    out: _Table = {}
+    for signer, inputs in members.items():
+        items = {("in_manifest", k): {v} for k, v in input_items(inputs.in_manifest).items()}
+        items.update(package_items(inputs.base_manifests))
+        out[signer] = items
     return out
 
 
-def _shown(by: dict[str | None, list[str]]) -> tuple[tuple[str | None, tuple[str, ...]], ...]:
-    return tuple(
-        (v, tuple(sorted(s))) for v, s in sorted(by.items(), key=lambda kv: (kv[0] is None, kv))
-    )
+def _values(table: _Table, key: tuple[str, str]) -> tuple[set[str | None], set[str | None]]:
+    """The values every member had, and those any member had (None: it had none)."""
+    sets: list[set[str | None]] = [set(items.get(key, {None})) for items in table.values()]
+    return set.intersection(*sets), set.union(*sets)
+
+
+def _sorted(values: set[str | None]) -> tuple[str | None, ...]:
+    return tuple(sorted(values, key=lambda v: (v is None, v or "")))
 
 
 def explain(
@@ -129,40 +140,24 @@ def explain(
     group: Mapping[str, Inputs],
 ) -> Explanation:
     """What tells ``group`` (signer -> inputs) apart from the ``reference`` group."""
-
-    def table(members: Mapping[str, Inputs]) -> dict[str, dict[tuple[str, str], str | None]]:
-        out: dict[str, dict[tuple[str, str], str | None]] = {}
-        for signer, inputs in members.items():
-            items: dict[tuple[str, str], str | None] = {
-                ("in_manifest", k): v for k, v in input_items(inputs.in_manifest).items()
-            }
-            items.update(package_items(inputs.base_manifests))
-            out[signer] = items
-        return out
-
-    ref, other = table(reference), table(group)
+    ref, other = _table(reference), _table(group)
     keys: set[tuple[str, str]] = set()
     for items in (*ref.values(), *other.values()):
         keys.update(items)
     found: list[ValueDiff] = []
     varying = 0
     for key in sorted(keys, key=lambda k: (k[0] != "in_manifest", k)):
-        a, b = _by_value(ref, key), _by_value(other, key)
-        if a.keys() == b.keys() and len(a) == 1:
-            continue
-        if a.keys() & b.keys():
+        ref_all, ref_any = _values(ref, key)
+        their_all, their_any = _values(other, key)
+        if ref_any == their_any and len(ref_any) == 1:
+            continue  # the same one value everywhere
+        mine, theirs = ref_all - their_any, their_all - ref_any
+        if not mine and not theirs:
             varying += 1
             continue
         where, item = key
-        found.append(
-            ValueDiff(
-                "input" if where == "in_manifest" else "package",
-                where,
-                item,
-                _shown(a),
-                _shown(b),
-            )
-        )
+        kind = "input" if where == "in_manifest" else "package"
+        found.append(ValueDiff(kind, where, item, _sorted(mine), _sorted(theirs)))
     return Explanation(
         digest,
         tuple(sorted(group)),
@@ -190,3 +185,24 @@ def explain_groups(
         for d, signers in merged.items()
         if d != reference_digest and signers
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """Differences with the same values on both sides (a compiler's packages
+    that all moved from one version to the next), for people to read."""
+
+    kind: str
+    where: str
+    reference: tuple[str | None, ...]
+    other: tuple[str | None, ...]
+    items: tuple[str, ...]
+
+
+def families(differences: Sequence[ValueDiff]) -> list[Family]:
+    """``differences`` folded by (kind, where, values): the largest families first."""
+    folded: dict[tuple[str, str, tuple[str | None, ...], tuple[str | None, ...]], list[str]] = {}
+    for d in differences:
+        folded.setdefault((d.kind, d.where, d.reference, d.other), []).append(d.item)
+    out = [Family(k, w, r, o, tuple(items)) for (k, w, r, o), items in folded.items()]
+    return sorted(out, key=lambda f: (f.kind != "input", -len(f.items), f.items))

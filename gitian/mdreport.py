@@ -14,7 +14,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from gitian.report import diff_line, overall_line, title
+from gitian.explain import families
+from gitian.report import family_line, overall_line, title
 from gitian.sigsrepo import ChangeSet
 from gitian.text import printable
 from gitian.verdicts import Group, ReleaseReport, SignerResult, Verdict
@@ -98,9 +99,12 @@ def _release(report: ReleaseReport) -> list[str]:
         out.append("")
     for e in report.explanations:
         who = ", ".join(code(s) for s in e.signers)
-        out.append(f"What went in differently for {who} (out_manifest {code(e.digest[:16])}):")
+        out.append(
+            f"What went in differently for {who} (out_manifest {code(e.digest[:16])}; "
+            "the reference group's -> theirs):"
+        )
         out.append("")
-        out += [f"- {code(diff_line(d))}" for d in e.differences]
+        out += [f"- {code(family_line(f))}" for f in families(e.differences)]
         if e.omitted:
             out.append(f"- and {e.omitted} more")
         if e.varying:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 from gitian import gpgstatus
 from gitian.errors import VerifyError
-from gitian.explain import Explanation, ValueDiff
+from gitian.explain import Explanation, Family, families
 from gitian.sigsrepo import ChangeSet
 from gitian.sigtree import Layout
 from gitian.text import printable
@@ -252,39 +252,32 @@ def _json(doc: object) -> str:
 # why groups differ (issue 13 item 4)
 
 
-def _values(pairs: tuple[tuple[str | None, tuple[str, ...]], ...], *, names: bool) -> str:
-    shown = []
-    for value, signers in pairs:
-        v = "(none)" if value is None else printable(value)
-        if names or len(pairs) > 1:
-            who = ", ".join(printable(s) for s in signers[:4])
-            more = f" and {len(signers) - 4} more" if len(signers) > 4 else ""
-            v += f" ({who}{more})"
-        shown.append(v)
-    return ", ".join(shown)
+def _shown(values: tuple[str | None, ...]) -> str:
+    return ", ".join("none" if v is None else printable(v) for v in values) or "-"
 
 
-def diff_line(d: ValueDiff) -> str:
-    """One difference: ``gcc-4.8:amd64 (trusty-amd64): 4.8.4-2ubuntu1~14.04.4 in the
-    reference group, 4.8.4-2ubuntu1~14.04 (michagogo)``."""
-    where = "" if d.kind == "input" else f" ({printable(d.where)})"
-    what = "input" if d.kind == "input" else "package"
-    return (
-        f"{what} {printable(d.item)}{where}: {_values(d.reference, names=False)} in the "
-        f"reference group, {_values(d.other, names=True)}"
-    )
+def family_line(f: Family) -> str:
+    """One family of differences: ``package (bionic-amd64) 8.3.0-6ubuntu1~18.04.1 ->
+    8.4.0-1ubuntu1~18.04: cpp-8:amd64, g++-8:amd64, ...``: what every member
+    of the reference group had, and what every member of the other group had
+    instead ("none": not there; "-": nothing of their own)."""
+    where = "" if f.kind == "input" else f" ({printable(f.where)})"
+    items = ", ".join(printable(i) for i in f.items)
+    return f"{f.kind}{where} {_shown(f.reference)} -> {_shown(f.other)}: {items}"
 
 
 def explanation_lines(e: Explanation) -> list[str]:
     """The ``-v`` lines saying what else differs for a group that built something else."""
     who = ", ".join(printable(s) for s in e.signers)
     if not e.differences:
-        head = "no input or base package tells them apart"
-        out = [f"  out_manifest {e.digest[:16]} ({who}): {head}"]
-    else:
-        out = [f"  out_manifest {e.digest[:16]} ({who}) was built from other inputs:"]
-    out += [f"    {diff_line(d)}" for d in e.differences[:MAX_SHOWN]]
-    hidden = max(0, len(e.differences) - MAX_SHOWN) + e.omitted
+        return [f"  out_manifest {e.digest[:16]} ({who}): no input or base package tells it apart"]
+    out = [
+        f"  out_manifest {e.digest[:16]} ({who}) was built from other inputs "
+        "(the reference group's -> theirs):"
+    ]
+    folded = families(e.differences)
+    out += [f"    {family_line(f)}" for f in folded[:MAX_SHOWN]]
+    hidden = sum(len(f.items) for f in folded[MAX_SHOWN:]) + e.omitted
     if hidden:
         out.append(f"    ... and {hidden} more (--json lists them)")
     if e.varying:
@@ -303,8 +296,8 @@ def _explanation_dict(e: Explanation) -> dict[str, object]:
                 "kind": d.kind,
                 "where": d.where,
                 "item": d.item,
-                "reference": [{"value": v, "signers": list(s)} for v, s in d.reference],
-                "group": [{"value": v, "signers": list(s)} for v, s in d.other],
+                "reference": list(d.reference),
+                "group": list(d.other),
             }
             for d in e.differences
         ],
@@ -327,7 +320,7 @@ def changes_lines(cs: ChangeSet) -> list[str]:
         out.append(f"gverify: note: {printable(note)}")
     if not cs.added and not cs.refused:
         out.append("  no attestation was added or changed")
-    return out + [""]
+    return out
 
 
 def run_verified(reports: Sequence[ReleaseReport], changes: ChangeSet | None) -> bool:

@@ -55,7 +55,9 @@ def test_expired_key_still_verifies(keys: Keys) -> None:
     v = gpg.verify_detached(*_pair(BITCOIN, "emzy"), keyring=gpg.Keyring(home=keys.home))
     assert v.good and v.signatures[0].status == "EXPKEYSIG"
     assert "This key has expired" in v.text
-    expiry = gpgkeys.key_expiries([v.signatures[0].fingerprint], keyring=gpg.Keyring(home=keys.home))
+    expiry = gpgkeys.key_expiries(
+        [v.signatures[0].fingerprint], keyring=gpg.Keyring(home=keys.home)
+    )
     assert v.signatures[0].created < expiry[v.signatures[0].fingerprint]
 
 
