@@ -24,40 +24,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from pathlib import Path
+
+from timing import timed
 
 ROOT = Path(__file__).resolve().parent.parent
 MONERO = ROOT / "tests" / "data" / "trees" / "monero-gitian.sigs.tar.xz"
 LOOP = 'for a in "$1"/*/*/*-build.assert; do gpg --verify "$a.sig" "$a"; done'
-
-
-def timed(commands: list[list[str]], env: dict[str, str]) -> tuple[float, float, list[int]]:
-    """Wall and CPU time (user+sys of the children) of running ``commands`` in turn."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    codes = [
-        subprocess.run(
-            argv,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            check=False,
-        ).returncode
-        for argv in commands
-    ]
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, codes
 
 
 def releases(tree: Path) -> list[tuple[str, str]]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from gitian import verify
 from gitian.errors import InputError
 from gitian.sigsrepo import ChangeSet
-from gitian.sigtree import Layout, holdings, looks_like_guix, release_dirs
+from gitian.sigtree import Layout, holdings, looks_like_guix, release_dirs, releases_hint
 from gitian.text import printable
 from gitian.verdicts import Job
 
@@ -95,7 +95,7 @@ def plan(
         if not present:
             raise InputError(
                 f"{' or '.join(printable(d) for d, _ in dirs)} does not exist",
-                hint=f"releases are directories under {printable(os.path.dirname(dirs[0][0]))}",
+                hint=releases_hint(dirs[0][0]),
             )
         found = [j for d, want in present for j in _jobs_for(d, rel, layout, want)]
         if not found:
@@ -114,10 +114,10 @@ def changed_jobs(changes: ChangeSet, destination: str, layout: Layout) -> list[J
 
 
 def guess_layout(destination: str, releases: Sequence[str], every: bool) -> Layout | None:
-    """GUIX when the releases to judge (``every``: any under ``destination``)
-    hold ``<signer>/<kind>.SHA256SUMS``; None when they do not."""
-    if every:
+    """GUIX when the releases to judge (``every``, or none of them there: any
+    under ``destination``) hold ``<signer>/<kind>.SHA256SUMS``; else None."""
+    dirs = [] if every else [os.path.join(destination, r) for r in releases]
+    dirs = [d for d in dirs if os.path.isdir(d)]
+    if not dirs and os.path.isdir(destination):
         dirs = [os.path.join(destination, r) for r in release_dirs(destination)]
-    else:
-        dirs = [os.path.join(destination, r) for r in releases]
     return Layout.GUIX if looks_like_guix(dirs) else None

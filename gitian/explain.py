@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from gitian.manifest import manifest_files
+
 #: Most differences kept per group (the rest are counted).
 MAX_LISTED = 500
 
@@ -85,17 +87,11 @@ def input_items(in_manifest: str) -> dict[str, str]:
     gbuild writes the remotes' ``git:`` entries run together without newlines
     (docs/formats.md); they are split at each ``git:<hex> ``.
     """
-    items: dict[str, str] = {}
-    for line in in_manifest.split("\n"):
+    lines = in_manifest.split("\n")
+    items = manifest_files("\n".join(ln for ln in lines if not ln.startswith("git:")))
+    for line in lines:
         if line.startswith("git:"):
-            for m in _GIT.finditer(line):
-                items[f"git:{m.group(2)}"] = m.group(1)
-            continue
-        digest, sep, name = line.partition("  ")
-        if sep:
-            items[name] = digest
-        elif line.strip():
-            items[line] = ""
+            items.update((f"git:{m.group(2)}", m.group(1)) for m in _GIT.finditer(line))
     return items
 
 

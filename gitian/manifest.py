@@ -306,6 +306,19 @@ def manifest_lines(entries: Iterable[tuple[str, str]]) -> str:
     return "".join(f"{sha}  {path}\n" for sha, path in entries)
 
 
+def manifest_files(text: str) -> dict[str, str]:
+    """``sha256sum``-style lines as file name -> hash (a line without the two
+    spaces: itself -> "")."""
+    files: dict[str, str] = {}
+    for line in text.split("\n"):
+        digest, sep, name = line.partition("  ")
+        if sep:
+            files[name] = digest
+        elif line.strip():
+            files[line] = ""
+    return files
+
+
 def in_manifest_text(
     desc_sha: str,
     name: str,

@@ -21,8 +21,9 @@ import json
 from collections.abc import Sequence
 
 from gitian import gpgstatus
-from gitian.errors import VerifyError
+from gitian.errors import InputError, VerifyError
 from gitian.explain import Explanation, Family, families
+from gitian.manifest import check_sums
 from gitian.sigsrepo import ChangeSet
 from gitian.sigtree import Layout
 from gitian.text import printable
@@ -388,7 +389,12 @@ def agreed_sums(reports: Sequence[ReleaseReport]) -> str:
         group, why = r.agreed()
         if group is None:
             raise VerifyError(f"--sha256sums: not written: {title(r)}: {why}")
-        for line in r.manifest_of(group).splitlines():
+        manifest = r.manifest_of(group)
+        try:
+            check_sums(manifest, title(r))
+        except InputError as e:
+            raise VerifyError(f"--sha256sums: not written: {e.message}") from None
+        for line in manifest.splitlines():
             digest, _, name = line.partition(" ")
             if lines.setdefault(name, digest) != digest:
                 raise VerifyError(

@@ -227,28 +227,9 @@ def holdings(
 
 
 def release_dirs(top: str) -> list[str]:
-    """The directory names right under ``top``, sorted; symlinks only when
-    they lead to a directory inside ``top``."""
-    root = os.path.realpath(top)
-    try:
-        with os.scandir(top) as it:
-            entries = sorted(it, key=lambda e: e.name)
-    except OSError as e:
-        raise InputError(f"{printable(top)}: cannot list: {e.strerror}") from None
-    out = []
-    for entry in entries:
-        try:
-            if entry.is_symlink():
-                real = resolve(entry.path, root, "release entry")
-                if real is None or real == root or not os.path.isdir(real):
-                    continue
-            elif not entry.is_dir(follow_symlinks=False):
-                continue
-        except (OSError, Refused):
-            continue
-        if sanitary(entry.name):
-            out.append(entry.name)
-    return out
+    """The sanitary directory names right under ``top``, sorted; symlinks only
+    when they lead to a directory inside ``top`` (as for signers)."""
+    return [n for n, refused in list_signers(top) if refused is None and sanitary(n)]
 
 
 def looks_like_guix(release_dirs_: Iterable[str]) -> bool:
@@ -263,3 +244,18 @@ def looks_like_guix(release_dirs_: Iterable[str]) -> bool:
             ):
                 return True
     return False
+
+
+def releases_hint(release_dir: str) -> str:
+    """A hint naming the releases beside ``release_dir`` (which does not exist)."""
+    parent = os.path.dirname(os.path.normpath(release_dir)) or "."
+    try:
+        with os.scandir(parent) as it:
+            names = sorted(e.name for e in it if e.is_dir())
+    except OSError:
+        return f"{printable(parent)} cannot be listed either"
+    if not names:
+        return f"there are no releases in {printable(parent)}"
+    shown = ", ".join(printable(n) for n in names[:30])
+    more = f" and {len(names) - 30} more" if len(names) > 30 else ""
+    return f"releases in {printable(parent)}: {shown}{more}"

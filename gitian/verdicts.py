@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from gitian import gpgstatus
 from gitian.explain import Explanation
+from gitian.manifest import manifest_files
 from gitian.sigtree import Layout
 
 
@@ -172,22 +173,11 @@ class Job:
     only: frozenset[str] | None = None  # judge only these signer entries (None: all)
 
 
-def _manifest_files(text: str) -> dict[str, str]:
-    files: dict[str, str] = {}
-    for line in text.split("\n"):
-        digest, sep, name = line.partition("  ")
-        if sep:
-            files[name] = digest
-        elif line.strip():
-            files[line] = ""
-    return files
-
-
 def differences(reference: str, theirs: SignerResult, release: str, package: str) -> Differences:
     """What differs between the reference out_manifest and ``theirs``."""
     mine = theirs.out_manifest or ""
-    ref_files = _manifest_files(reference)
-    their_files = _manifest_files(mine)
+    ref_files = manifest_files(reference)
+    their_files = manifest_files(mine)
     ref_lines = reference.splitlines()
     their_lines = mine.splitlines()
     zipped = []

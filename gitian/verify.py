@@ -30,7 +30,7 @@ from gitian import gpg, gpgkeys, gpgstatus
 from gitian.errors import InputError
 from gitian.explain import Inputs, explain_groups
 from gitian.manifest import check_sums, report_fields
-from gitian.sigtree import Layout, Refused, list_signers, read_capped
+from gitian.sigtree import Layout, Refused, list_signers, read_capped, releases_hint
 from gitian.text import printable
 from gitian.trust import TrustedKeys
 from gitian.verdicts import (
@@ -176,7 +176,7 @@ class _Release:
         if not os.path.isdir(job.release_dir):
             raise InputError(
                 f"{printable(job.release_dir)} does not exist",
-                hint=_releases_hint(job.release_dir),
+                hint=releases_hint(job.release_dir),
             )
         entries = [
             (n, why)
@@ -365,20 +365,6 @@ def verify_release(
         parallel=jobs,
     )
     return report
-
-
-def _releases_hint(release_dir: str) -> str:
-    parent = os.path.dirname(os.path.normpath(release_dir)) or "."
-    try:
-        with os.scandir(parent) as it:
-            names = sorted(e.name for e in it if e.is_dir())
-    except OSError:
-        return f"{printable(parent)} cannot be listed either"
-    if not names:
-        return f"there are no releases in {printable(parent)}"
-    shown = ", ".join(printable(n) for n in names[:30])
-    more = f" and {len(names) - 30} more" if len(names) > 30 else ""
-    return f"releases in {printable(parent)}: {shown}{more}"
 
 
 def _compare(report: ReleaseReport, verified: list[SignerResult]) -> None:

@@ -268,3 +268,38 @@ def builder_keys(dest: Path, signers: list[str]) -> Path:
         if src.is_file():
             shutil.copyfile(src, dest / src.name)
     return dest
+
+
+def console(args: list[str], env: dict[str, str], *, terminal: str = "") -> tuple[int, bytes]:
+    """Run the gverify console entry with ``terminal`` ("stdout" or "stderr")
+    on a pseudo-terminal: its exit status and what it wrote there (read as it
+    comes, so a chatty child never blocks on a full terminal)."""
+    import pty
+    import select
+
+    primary, secondary = pty.openpty()
+    streams = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, terminal: secondary}
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from gitian.cli.gverify import main; main()", *args],
+            env=env,
+            stdout=streams["stdout"],
+            stderr=streams["stderr"],
+        )
+        os.close(secondary)
+        seen = b""
+        while True:
+            ready, _, _ = select.select([primary], [], [], 120)
+            if not ready:
+                proc.kill()
+                break
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not chunk:
+                break
+            seen += chunk
+        return proc.wait(timeout=120), seen
+    finally:
+        os.close(primary)

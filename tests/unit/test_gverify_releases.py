@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import pty
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +19,7 @@ from gverify_fixtures import (
     BITCOIN_0212,
     COMPAT,
     Keys,
+    console,
     extract,
     keys,  # noqa: F401 - fixture
     name_only,
@@ -37,6 +38,16 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return extract("bitcoin-core-0.21.2.tar.xz", tmp_path_factory.mktemp("gitian.sigs"))
 
 
+#: -r for every platform of 0.21.2, in the release process's order.
+RELS = [a for r in BITCOIN_0212 for a in ("-r", r)]
+
+
+@pytest.fixture(scope="module")
+def descs(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The five descriptors, name only."""
+    return name_only(tmp_path_factory.mktemp("descriptors"), sorted(set(BITCOIN_0212.values())))
+
+
 def _signers(tree: Path, release: str) -> list[str]:
     return sorted(p.name for p in (tree / release).iterdir() if p.is_dir())
 
@@ -47,14 +58,13 @@ def _reports(out: str) -> list[str]:
 
 def test_a_multi_platform_release_in_one_run(
     tree: Path,
+    descs: list[str],
     keys: Keys,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    descs = name_only(tmp_path / "d", sorted(set(BITCOIN_0212.values())))
-    rels = [a for r in BITCOIN_0212 for a in ("-r", r)]
-    r = run_gverify(["--no-markup", "-d", str(tree), *rels, *descs], capsys, monkeypatch, keys.home)
+    r = run_gverify(["--no-markup", "-d", str(tree), *RELS, *descs], capsys, monkeypatch, keys.home)
     assert r.code == 1, r.err
     # One report per release, in the order asked, each matched with the
     # descriptor whose name its asserts carry.
@@ -74,22 +84,21 @@ def test_a_multi_platform_release_in_one_run(
         + "."
     )
     # The quorum the release process used: every platform passes.
-    r = run_gverify(["-d", str(tree), *rels, "--min-ok", "6", *descs], capsys, monkeypatch)
+    r = run_gverify(["-d", str(tree), *RELS, "--min-ok", "6", *descs], capsys, monkeypatch)
     assert r.code == 0, r.out
     assert r.out.rstrip().endswith("Overall: all 5 release(s) verified.")
 
 
 def test_agreed_checksums_of_every_platform(
     tree: Path,
+    descs: list[str],
     keys: Keys,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    descs = name_only(tmp_path / "d", sorted(set(BITCOIN_0212.values())))
-    rels = [a for r in BITCOIN_0212 for a in ("-r", r)]
     sums = tmp_path / "SHA256SUMS"
-    args = ["-d", str(tree), *rels, *descs, "--sha256sums", str(sums)]
+    args = ["-d", str(tree), *RELS, *descs, "--sha256sums", str(sums)]
     # Without a quorum, a release where not every signer is OK agrees on nothing.
     r = run_gverify(args, capsys, monkeypatch, keys.home)
     assert r.code == 1 and not sums.exists()
@@ -131,16 +140,15 @@ def test_agreed_checksums_of_every_platform(
 
 def test_json_and_markdown_cover_every_release(
     tree: Path,
+    descs: list[str],
     keys: Keys,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    descs = name_only(tmp_path / "d", sorted(set(BITCOIN_0212.values())))
-    rels = [a for r in BITCOIN_0212 for a in ("-r", r)]
     md = tmp_path / "report.md"
     r = run_gverify(
-        ["-d", str(tree), *rels, *descs, "--json", "--min-ok", "6", "--report", str(md)],
+        ["-d", str(tree), *RELS, *descs, "--json", "--min-ok", "6", "--report", str(md)],
         capsys,
         monkeypatch,
         keys.home,
@@ -235,13 +243,13 @@ def test_without_destination_each_descriptor_has_its_own_tree(
 
 def test_all_finds_every_release(
     tree: Path,
+    descs: list[str],
     keys: Keys,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     (tree / "gitian-keys").mkdir(exist_ok=True)  # not a release: holds no asserts
-    descs = name_only(tmp_path / "d", sorted(set(BITCOIN_0212.values())))
     r = run_gverify(
         ["--all", "-d", str(tree), "--min-ok", "6", *descs], capsys, monkeypatch, keys.home
     )
@@ -263,38 +271,21 @@ def test_all_finds_every_release(
     assert r.code == 2 and "no release under" in r.err
 
 
-def test_all_shows_a_progress_bar_on_a_terminal(tree: Path, keys: Keys, tmp_path: Path) -> None:
-    descs = name_only(tmp_path / "d", sorted(set(BITCOIN_0212.values())))
-    argv = [
-        sys.executable,
-        "-c",
-        "from gitian.cli.gverify import main; main()",
-        "--all",
-        "-d",
-        str(tree),
-        *descs,
-    ]
+def test_all_shows_a_progress_bar_on_a_terminal(
+    tree: Path, descs: list[str], keys: Keys, tmp_path: Path
+) -> None:
+    args = ["--all", "-d", str(tree), *descs]
     env = {**os.environ, "GNUPGHOME": str(keys.home)}
-    primary, secondary = pty.openpty()
-    try:
-        proc = subprocess.run(
-            argv, env=env, stdout=subprocess.DEVNULL, stderr=secondary, timeout=120, check=False
-        )
-        os.close(secondary)
-        seen = b""
-        while True:
-            try:
-                chunk = os.read(primary, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-    finally:
-        os.close(primary)
-    assert proc.returncode == 1
+    code, seen = console(args, env, terminal="stderr")
+    assert code == 1
     assert b"Verifying" in seen and b"100%" in seen
-    piped = subprocess.run(argv, env=env, capture_output=True, timeout=120, check=False)
+    piped = subprocess.run(
+        [sys.executable, "-c", "from gitian.cli.gverify import main; main()", *args],
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
     assert piped.returncode == 1 and piped.stderr == b""
 
 
@@ -313,3 +304,79 @@ def test_one_descriptor_many_releases_is_the_classic_rule(
     )
     assert r.code == 2 and "v0.18.3.9-linux does not exist" in r.err
     assert "releases in" in r.err and "v0.18.3.1-linux" in r.err
+
+
+def test_the_markdown_report_quotes_what_it_read(
+    keys: Keys, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signer directory named to inject Markdown/HTML into the issue the
+    report is pasted into: only ever inside code spans, escaped."""
+    from gverify_fixtures import copy_release, release_args
+
+    sigs, rel, _, _ = copy_release("monero-win", tmp_path)
+    evil = "x`|<img src=y>@alice](javascript:z)\n\u202e"
+    (rel / "jeffro256").rename(rel / evil)
+    md = tmp_path / "r.md"
+    r = run_gverify(
+        [*release_args("monero-win", sigs), "--report", str(md)], capsys, monkeypatch, keys.home
+    )
+    assert r.code == 0, r.out
+    text = md.read_text()
+    assert "| ``x`\\|<img src=y>@alice](javascript:z)\\x0a\\u202e`` | OK |" in text
+    outside = re.sub(r"(`+)(.+?)\1", "", text)
+    for bad in ("<img", "@alice", "](", "\u202e"):
+        assert bad not in outside
+
+
+def test_all_does_not_follow_a_release_link_out_of_the_tree(
+    tree: Path,
+    descs: list[str],
+    keys: Keys,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    top = tmp_path / "sigs"
+    top.mkdir()
+    (top / "0.21.2-linux").symlink_to(tree / "0.21.2-linux")  # leads out of -d
+    (top / "inside").symlink_to("0.21.2-win-unsigned")
+    shutil.copytree(tree / "0.21.2-win-unsigned", top / "0.21.2-win-unsigned")
+    r = run_gverify(
+        ["--all", "-d", str(top), "--min-ok", "6", *descs], capsys, monkeypatch, keys.home
+    )
+    assert [s.split(":")[0] for s in _reports(r.out)] == [
+        "Summary for bitcoin-core-win-0.21 0.21.2-win-unsigned",
+        "Summary for bitcoin-core-win-0.21 inside",
+    ]
+
+
+def test_agreed_checksums_must_be_checksums(
+    keys: Keys, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every signer agrees on an out_manifest that is not sha256sum lines (signed
+    by Mallory and Trent here): the release verifies, no checksums file."""
+    from gitian.manifest import Report, dump_assert
+
+    rel = tmp_path / "sigs" / "pkg" / "v1"
+    report = Report(
+        out_manifest="not a checksum\n",
+        in_manifest="",
+        base_manifests=(),
+        cache_common_manifest="",
+        cache_package_manifest="",
+    )
+    for who in ("mallory", "trent"):
+        (rel / who).mkdir(parents=True)
+        a = rel / who / "pkg-build.assert"
+        a.write_bytes(dump_assert(report, "v1", "pkg", None))
+        keys.sign(a, who)
+    desc = name_only(tmp_path / "d", ["pkg"])
+    sums = tmp_path / "SUMS"
+    r = run_gverify(
+        ["-d", str(rel.parent), "-r", "v1", *desc, "--sha256sums", str(sums)],
+        capsys,
+        monkeypatch,
+        keys.home,
+    )
+    assert r.code == 1 and "Verified." in r.out and not sums.exists()
+    assert "--sha256sums: not written: pkg v1: line 1 is not a sha256sum line" in r.err
