@@ -319,6 +319,15 @@ def manifest_files(text: str) -> dict[str, str]:
     return files
 
 
+def sums_lines(text: str) -> list[str]:
+    """The lines of :func:`check_sums`-checked ``text``, split at ``\\n`` only,
+    without their line ends (LF, CRLF, CR CR LF)."""
+    lines = text.split("\n")
+    if not lines[-1]:
+        lines.pop()
+    return [line.rstrip("\r") for line in lines]
+
+
 def in_manifest_text(
     desc_sha: str,
     name: str,
@@ -338,18 +347,21 @@ def in_manifest_text(
     return text
 
 
-_SUMS_LINE = re.compile(r"\\?[0-9a-f]{64} [ *][^\n]+")
+# A name holds no control character; CRs may end the line (real SHA256SUMS
+# end lines in CRLF, and guix.sigs 22.0rc1's codesigned ones in CR CR LF).
+_SUMS_LINE = re.compile("\\\\?[0-9a-f]{64} [ *][^\x00-\x1f\x7f]+\r*")
 
 
 def check_sums(text: str, where: str) -> None:
     """Refuse ``text`` unless it is ``sha256sum`` output: one or more lines of a
-    lower-case sha256, two spaces (or `` *``) and a name, each ending in a
-    newline (``\\`` in front when the name holds one escaped)."""
+    lower-case sha256, two spaces (or `` *``) and a name without control
+    characters (``\\`` in front when the name holds an escape).  guix.sigs'
+    22.0rc1 and 22.0rc2 attestations end their lines in CRLF (or CR CR LF)
+    and the last one in nothing; those are read too."""
     if not text:
         raise InputError(f"{where}: empty, not a list of checksums")
-    if not text.endswith("\n"):
-        raise InputError(f"{where}: the last line does not end in a newline")
-    for n, line in enumerate(text[:-1].split("\n"), 1):
+    lines = text.split("\n")
+    for n, line in enumerate(lines[:-1] if not lines[-1] else lines, 1):
         if not _SUMS_LINE.fullmatch(line):
             shown = printable(line, quote=True, limit=80)
             raise InputError(f"{where}: line {n} is not a sha256sum line: {shown}")

@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 
 from gitian.explain import families
+from gitian.manifest import sums_lines
 from gitian.report import family_line, overall_line, title
 from gitian.sigsrepo import ChangeSet
 from gitian.text import printable
@@ -112,7 +113,7 @@ def _release(report: ReleaseReport) -> list[str]:
         out.append("")
     group, why = report.agreed()
     if group is not None:
-        lines = [printable(line) for line in report.manifest_of(group).splitlines()]
+        lines = [printable(line) for line in sums_lines(report.manifest_of(group))]
         fence = "`" * max([3, *(len(m) + 1 for line in lines for m in _TICKS.findall(line))])
         out += ["Agreed checksums:", "", fence, *lines, fence, ""]
     else:

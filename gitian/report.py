@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from gitian import gpgstatus
 from gitian.errors import InputError, VerifyError
 from gitian.explain import Explanation, Family, families
-from gitian.manifest import check_sums
+from gitian.manifest import check_sums, sums_lines
 from gitian.sigsrepo import ChangeSet
 from gitian.sigtree import Layout
 from gitian.text import printable
@@ -394,7 +394,7 @@ def agreed_sums(reports: Sequence[ReleaseReport]) -> str:
             check_sums(manifest, title(r))
         except InputError as e:
             raise VerifyError(f"--sha256sums: not written: {e.message}") from None
-        for line in manifest.splitlines():
+        for line in sums_lines(manifest):
             digest, _, name = line.partition(" ")
             if lines.setdefault(name, digest) != digest:
                 raise VerifyError(

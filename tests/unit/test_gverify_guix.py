@@ -33,7 +33,7 @@ def _groups(release: str, kind: str) -> dict[bytes, list[str]]:
 
 @pytest.fixture(scope="module")
 def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    signers = sorted({p.name for rel in ("29.4", "26.0") for p in (GUIX / rel).iterdir()})
+    signers = sorted({p.name for rel in GUIX.iterdir() for p in rel.iterdir()})
     return builder_keys(tmp_path_factory.mktemp("guix") / "builder-keys", signers)
 
 
@@ -106,13 +106,15 @@ def test_guix_json_and_all(
     )
     doc = json.loads(r.out)
     assert [(x["release"], x["package"]) for x in doc["releases"]] == [
+        ("22.0rc2", "all"),
+        ("22.0rc2", "noncodesigned"),
         ("26.0", "all"),
         ("26.0", "noncodesigned"),
         ("29.4", "all"),
         ("29.4", "noncodesigned"),
     ]
     assert {x["layout"] for x in doc["releases"]} == {"guix"}
-    yuvicc = next(s for s in doc["releases"][2]["signers"] if s["signer"] == "yuvicc")
+    yuvicc = next(s for s in doc["releases"][4]["signers"] if s["signer"] == "yuvicc")
     assert yuvicc["verdict"] == "MISMATCH"
     assert yuvicc["assert"].endswith("29.4/yuvicc/all.SHA256SUMS")
     assert yuvicc["signature"].endswith("29.4/yuvicc/all.SHA256SUMS.asc")
@@ -157,3 +159,46 @@ def test_a_guix_attestation_that_is_not_a_checksum_list(
     assert verdict_lines(r.out) == ["mallory: BAD ASSERT", "trent: BAD ASSERT"]
     assert "line 1 is not a sha256sum line: 'not checksums'" in r.out
     assert "empty, not a list of checksums" in r.out
+
+
+def test_checksums_without_a_last_newline(
+    keys_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """guix.sigs 22.0rc1 and 22.0rc2 attestations end their lines in CRLF and
+    the last one in nothing; the checksums written end each line in LF."""
+    attested = (GUIX / "22.0rc2" / "achow101" / "all.SHA256SUMS").read_bytes()
+    assert not attested.endswith(b"\n") and b"\r\n" in attested
+    sums = tmp_path / "SHA256SUMS"
+    args = [
+        "-d",
+        str(GUIX),
+        "-r",
+        "22.0rc2",
+        "--keys-dir",
+        str(keys_dir),
+        "--sha256sums",
+        str(sums),
+    ]
+    r = run_gverify(args, capsys, monkeypatch)
+    assert r.code == 0, r.out + r.err
+    assert sums.read_bytes().startswith(attested.replace(b"\r\n", b"\n") + b"\n")
+    assert b"\r" not in sums.read_bytes()
+
+
+def test_checksum_lines_split_at_newlines_only() -> None:
+    """A name holding U+2028 (where str.splitlines() breaks) stays one line, so
+    no line can be slipped into the checksums written; controls are refused."""
+    from gitian.errors import InputError
+    from gitian.manifest import check_sums, sums_lines
+
+    h = "a" * 64
+    text = f"{h}  x\u2028{'b' * 64}  evil.tar.gz\n"
+    check_sums(text, "t")
+    assert sums_lines(text) == [text[:-1]]
+    assert sums_lines(f"{h}  y\r\r\n") == [f"{h}  y"]
+    for bad in (f"{h}  x\x1b[2J\n", f"{h}  x\rmore\n", f"{h}  x\n\n", "\n"):
+        with pytest.raises(InputError):
+            check_sums(bad, "t")

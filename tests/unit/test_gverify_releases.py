@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -279,14 +278,7 @@ def test_all_shows_a_progress_bar_on_a_terminal(
     code, seen = console(args, env, terminal="stderr")
     assert code == 1
     assert b"Verifying" in seen and b"100%" in seen
-    piped = subprocess.run(
-        [sys.executable, "-c", "from gitian.cli.gverify import main; main()", *args],
-        env=env,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    assert piped.returncode == 1 and piped.stderr == b""
+    # Not on a terminal: test_all_finds_every_release.
 
 
 def test_one_descriptor_many_releases_is_the_classic_rule(
