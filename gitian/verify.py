@@ -279,7 +279,7 @@ def judge(
     """
     keyring = keyring or gpg.Keyring()
     releases = [_Release.open(job, compare_to, min_ok) for job in jobs]
-    if compare_to is not None and all(r.report.compare_to is None for r in releases):
+    if compare_to is not None and releases and all(r.report.compare_to is None for r in releases):
         where = releases[0].job.release_dir if len(releases) == 1 else "any of the releases"
         raise InputError(
             f"--compare-to: no signer {printable(compare_to, quote=True)} in {printable(where)}"

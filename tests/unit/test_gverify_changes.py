@@ -78,12 +78,22 @@ def args(repo: Path, base: str) -> list[str]:
 def test_an_added_attestation_is_accepted(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    repo, base = guix_repo(tmp_path, ["hebasto"])
+    repo, _ = guix_repo(tmp_path, ["hebasto"])
+    # A newcomer: the pull request adds the builder's key with the attestations.
+    key = (repo / "builder-keys" / "hebasto.gpg").read_bytes()
+    (repo / "builder-keys" / "hebasto.gpg").unlink()
+    commit(repo)
+    base = git(repo, "rev-parse", "HEAD")
+    (repo / "builder-keys" / "hebasto.gpg").write_bytes(key)
     shutil.move(tmp_path / "withheld" / "hebasto", repo / "29.4" / "hebasto")
     (repo / "README.md").write_text("not an attestation\n")
     commit(repo)
     r = run_gverify(args(repo, base), capsys, monkeypatch)
     assert r.code == 0, r.out + r.err
+    # A key that comes with the change is what reviewers must look at.
+    assert (
+        "gverify: note: the key file builder-keys/hebasto.gpg was added by these changes" in r.out
+    )
     assert r.out.startswith(
         f"Changes since {base} ({base[:12]}) to HEAD ({git(repo, 'rev-parse', 'HEAD')[:12]}): "
         "4 attestation file(s) added, 0 refused\n"
