@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from timing import timed
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPAT = ROOT / "tests" / "data" / "compat"
@@ -52,24 +52,6 @@ def gverify_command(explicit: str | None) -> list[str]:
         return [str(script)]
     found = shutil.which("gverify")
     return [found] if found else [sys.executable, "-m", "gitian.cli.gverify"]
-
-
-def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
-    """Wall time, CPU time (user+sys of the children) and exit status."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    proc = subprocess.run(
-        argv,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        check=False,
-    )
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, proc.returncode
 
 
 def main() -> int:
@@ -116,7 +98,7 @@ def main() -> int:
         subprocess.run([*base, "--check-trustdb"], env=env, capture_output=True, check=False)
         # Warm up (page cache, byte-compiled modules), and check they all succeed.
         for name, argv in commands.items():
-            _, _, rc = timed(argv, env)
+            _, _, (rc,) = timed([argv], env)
             if rc != 0:
                 print(f"{name} failed (exit {rc}): {' '.join(argv)}", file=sys.stderr)
                 return 1
@@ -124,7 +106,7 @@ def main() -> int:
         cpu: dict[str, list[float]] = {k: [] for k in commands}
         for _ in range(args.reps):
             for name, argv in commands.items():
-                w, c, _ = timed(argv, env)
+                w, c, _ = timed([argv], env)
                 wall[name].append(w)
                 cpu[name].append(c)
     finally:

@@ -18,11 +18,12 @@ run it (GPGME, Qubes' split-gpg, the fixes after "Johnny, you are fired"):
   ``--auto-key-locate local`` say the same in gpg's own words, and
   ``--no-autostart`` keeps the agent out of it.
 
-:func:`verify_many` runs one check per signature, as many at once as there
-are CPUs, and stops (kills and reaps) whatever still runs on every way out:
-an error, Ctrl-C, a timeout.  gpg needs ``pass_fds``, which
-:func:`gitian.run.run` does not offer yet, so this module starts it itself -
-argv lists only, never a shell.
+:func:`verify_each` runs one check per signature, as many at once as there
+are CPUs, hands each result over as soon as it is there, and stops (kills
+and reaps) whatever still runs on every way out: an error, Ctrl-C, a
+timeout.  gpg needs ``pass_fds``, which :func:`gitian.run.run` does not
+offer yet, so this module starts it itself - argv lists only, never a shell.
+Keys (importing, listing, expiry) are in :mod:`gitian.gpgkeys`.
 """
 
 from __future__ import annotations
@@ -32,16 +33,15 @@ import selectors
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Generator, Iterable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitian import log
-from gitian.errors import InputError, ToolMissingError
+from gitian.errors import ToolMissingError
 from gitian.gpgstatus import Verification, parse_status
 from gitian.run import signals_held
-from gitian.text import printable
 
 #: gpg options that keep every verification offline and side-effect free.
 OFFLINE_OPTIONS: tuple[str, ...] = (
@@ -58,13 +58,10 @@ OFFLINE_OPTIONS: tuple[str, ...] = (
     "--no-permission-warning",
 )
 
-#: Files a key directory may hold (anything else there is ignored).
-KEY_SUFFIXES = (".asc", ".gpg", ".pgp", ".key", ".pub")
-MAX_KEY_FILE_BYTES = 16 * 1024 * 1024
 #: More than this on either of gpg's outputs for one signature is not gpg verifying.
 MAX_OUTPUT_BYTES = 4 * 1024 * 1024
 
-_INSTALL_HINT = "install with: apt-get install gnupg"
+INSTALL_HINT = "install with: apt-get install gnupg"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +121,7 @@ def _memfd(name: str, data: bytes) -> int:
     return fd
 
 
-def _env() -> dict[str, str]:
+def gpg_env() -> dict[str, str]:
     """gpg's messages in English, whatever the user's locale (the report quotes them)."""
     env = dict(os.environ)
     env["LANG"] = env["LC_ALL"] = "C.UTF-8"
@@ -143,6 +140,9 @@ class _Check:
     out: dict[int, list[bytes]] = field(default_factory=dict)
     problem: str = ""
     closed: bool = False  # our end of the status pipe
+    # Readable once gpg has exited (Linux): the pool waits for it beside the
+    # pipes instead of polling for the exit.
+    pidfd: int | None = None
 
     @classmethod
     def start(
@@ -152,6 +152,7 @@ class _Check:
         keyring: Keyring,
         program: Sequence[str],
         timeout: float,
+        env: dict[str, str],
     ) -> _Check:
         fds: list[int] = []
         try:
@@ -179,13 +180,13 @@ class _Check:
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
                     pass_fds=fds,
-                    env=_env(),
+                    env=env,
                 )
             except BaseException as e:
                 os.close(status_read)
                 if isinstance(e, FileNotFoundError):
                     raise ToolMissingError(
-                        f"verify program not found: {program[0]}", hint=_INSTALL_HINT
+                        f"verify program not found: {program[0]}", hint=INSTALL_HINT
                     ) from None
                 raise
         finally:
@@ -195,7 +196,22 @@ class _Check:
         stderr_fd = proc.stderr.fileno()
         check = cls(proc, status_read, stderr_fd, time.monotonic() + timeout)
         check.out = {status_read: [], stderr_fd: []}
+        if hasattr(os, "pidfd_open"):
+            try:
+                check.pidfd = os.pidfd_open(proc.pid)
+            except OSError:  # an old kernel: the exit is waited for in stop()
+                pass
         return check
+
+    def watched(self) -> list[int]:
+        """What the pool waits on: both pipes, and the exit when it can."""
+        return [*self.out, *([self.pidfd] if self.pidfd is not None else [])]
+
+    def exited(self) -> None:
+        """The pidfd said gpg has exited."""
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
 
     def read(self, fd: int) -> bool:
         """Read what is there on ``fd``; False once it is at its end (or too much came)."""
@@ -218,6 +234,7 @@ class _Check:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        self.exited()
         if not self.closed:
             self.closed = True
             os.close(self.status_fd)
@@ -238,50 +255,65 @@ class _Check:
         return Verification(rc, sigs, lines, text)
 
 
-def verify_many(
-    items: Sequence[tuple[bytes, bytes]],
+def verify_each(
+    items: Iterable[tuple[bytes, bytes]],
     *,
     keyring: Keyring | None = None,
     program: Sequence[str] = ("gpg",),
     jobs: int | None = None,
     timeout: float = 120.0,
-) -> list[Verification]:
-    """Check each ``(signature, data)`` pair with its own ``gpg --verify``.
+) -> Generator[tuple[int, Verification], None, None]:
+    """Check each ``(signature, data)`` pair with its own ``gpg --verify``, and
+    yield ``(position in items, verification)`` as each check finishes.
 
-    ``jobs`` checks run at once (default: one per CPU).  Never raises for a
-    bad or unusable signature: that is a :class:`Verification` that is not
+    ``items`` is read only as checks can be started, so a whole history's
+    worth of signatures need never be in memory at once; ``jobs`` checks run
+    at once (default: one per CPU).  Never raises for a bad or unusable
+    signature: that is a :class:`Verification` that is not
     :attr:`~Verification.good`.  Raises :class:`ToolMissingError` when the
-    program is not installed.  Whatever is still running when this returns
-    or raises (Ctrl-C included) is killed and reaped.
+    program is not installed.  Whatever is still running when the generator
+    is closed or raises (Ctrl-C included) is killed and reaped: use it in a
+    ``with contextlib.closing(...)`` block.
     """
     keyring = keyring or Keyring()
     jobs = max(1, jobs or os.cpu_count() or 1)
-    results: list[Verification | None] = [None] * len(items)
-    waiting = list(range(len(items)))[::-1]
+    env = gpg_env()
+    source = enumerate(items)
+    more = True
     running: dict[int, tuple[int, _Check]] = {}  # fd -> (item index, check)
     open_fds: dict[int, int] = {}  # item index -> pipes still open
     checks: dict[int, _Check] = {}
     with selectors.DefaultSelector() as sel:
         try:
-            while waiting or checks:
-                while waiting and len(checks) < jobs:
-                    i = waiting.pop()
-                    sig, data = items[i]
+            while more or checks:
+                while more and len(checks) < jobs:
+                    nxt = next(source, None)
+                    if nxt is None:
+                        more = False
+                        break
+                    i, (sig, data) = nxt
                     # A signal (Ctrl-C) while gpg is being started is held until
                     # it is known here, so that the clean-up below stops it too.
                     with signals_held():
-                        c = _Check.start(sig, data, keyring, program, timeout)
+                        c = _Check.start(sig, data, keyring, program, timeout, env)
                         checks[i] = c
-                        open_fds[i] = len(c.out)
-                        for fd in c.out:
+                        open_fds[i] = len(c.watched())
+                        for fd in c.watched():
                             sel.register(fd, selectors.EVENT_READ)
                             running[fd] = (i, c)
+                if not checks:
+                    break
                 now = time.monotonic()
                 wait = max(0.0, min(c.deadline for c in checks.values()) - now)
                 for key, _ in sel.select(wait):
                     fd = int(key.fd)
                     i, c = running[fd]
-                    if not c.read(fd):
+                    if fd == c.pidfd:
+                        sel.unregister(fd)
+                        del running[fd]
+                        c.exited()
+                        open_fds[i] -= 1
+                    elif not c.read(fd):
                         sel.unregister(fd)
                         del running[fd]
                         open_fds[i] -= 1
@@ -290,18 +322,34 @@ def verify_many(
                             open_fds[i] = 0
                 now = time.monotonic()
                 for i in [i for i, c in checks.items() if open_fds[i] == 0 or c.deadline <= now]:
-                    c = checks[i]
+                    c = checks.pop(i)
                     finished = open_fds[i] == 0 and not c.problem
                     if open_fds[i]:
                         c.problem = f"gpg did not finish within {timeout:.0f}s"
                         _drop(sel, running, c)
                     c.stop(finished=finished)
-                    results[i] = c.result()
-                    del checks[i]
+                    yield i, c.result()
         finally:
             with signals_held():
                 for c in checks.values():
                     c.stop()
+
+
+def verify_many(
+    items: Sequence[tuple[bytes, bytes]],
+    *,
+    keyring: Keyring | None = None,
+    program: Sequence[str] = ("gpg",),
+    jobs: int | None = None,
+    timeout: float = 120.0,
+) -> list[Verification]:
+    """:func:`verify_each` for a list: the verifications in the order of ``items``."""
+    results: list[Verification | None] = [None] * len(items)
+    with closing(
+        verify_each(items, keyring=keyring, program=program, jobs=jobs, timeout=timeout)
+    ) as each:
+        for i, v in each:
+            results[i] = v
     return [r for r in results if r is not None]
 
 
@@ -323,144 +371,3 @@ def verify_detached(
     """Check one detached ``signature`` over ``data`` (both in memory), offline."""
     (v,) = verify_many([(signature, data)], keyring=keyring, program=program, timeout=timeout)
     return v
-
-
-# --------------------------------------------------------------------------
-# keys
-
-
-def key_expiries(
-    fingerprints: Sequence[str],
-    *,
-    keyring: Keyring | None = None,
-    program: Sequence[str] = ("gpg",),
-) -> dict[str, int]:
-    """When each key (primary or subkey, by fingerprint) stops being valid:
-    its own expiry or its primary key's, whichever comes first (seconds since
-    1970; keys that never expire are left out).
-
-    gpg reports a signature by a key that has expired by now as EXPKEYSIG
-    whether it was made before or after that; the key's expiry tells which.
-    """
-    if not fingerprints:
-        return {}
-    keyring = keyring or Keyring()
-    argv = [
-        *program,
-        *OFFLINE_OPTIONS,
-        *keyring.options(),
-        "--with-colons",
-        "--fixed-list-mode",
-        "--with-subkey-fingerprint",
-        "--list-keys",
-        "--",
-        *sorted(set(fingerprints)),
-    ]
-    log.debug("+ " + " ".join(argv))
-    try:
-        proc = subprocess.run(
-            argv, stdin=subprocess.DEVNULL, capture_output=True, env=_env(), timeout=120
-        )
-    except FileNotFoundError:
-        raise ToolMissingError(f"gpg not found: {program[0]}", hint=_INSTALL_HINT) from None
-    out: dict[str, int] = {}
-    primary_expires = 0
-    expires = 0
-    for line in proc.stdout.split(b"\n"):
-        # Colon listings escape ':' and control characters inside fields.
-        fields = line.split(b":")
-        if fields[0] in (b"pub", b"sub") and len(fields) > 6:
-            expires = int(fields[6]) if fields[6].isdigit() else 0
-            if fields[0] == b"pub":
-                primary_expires = expires
-            ends = [e for e in (expires, primary_expires) if e]
-            expires = min(ends) if ends else 0
-        elif fields[0] == b"fpr" and len(fields) > 9 and expires:
-            out[fields[9].decode("ascii", "replace")] = expires
-    return out
-
-
-def key_files(path: Path) -> list[Path]:
-    """The key files in directory ``path`` (sorted), or ``path`` itself if it is a file."""
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise InputError(f"--import-keys: {printable(str(path))} is not a directory")
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in KEY_SUFFIXES and p.is_file())
-    if not files:
-        raise InputError(
-            f"--import-keys: no key files ({', '.join(KEY_SUFFIXES)}) in {printable(str(path))}"
-        )
-    return files
-
-
-def import_keys(home: Path, files: Sequence[Path], *, program: Sequence[str] = ("gpg",)) -> int:
-    """Import public keys from ``files`` into ``home`` (one gpg run, offline);
-    how many distinct keys were imported."""
-    for f in files:
-        if f.stat().st_size > MAX_KEY_FILE_BYTES:
-            raise InputError(
-                f"{printable(str(f))}: larger than {MAX_KEY_FILE_BYTES} bytes, not a key file"
-            )
-    argv = [
-        *program,
-        *OFFLINE_OPTIONS,
-        "--homedir",
-        os.fspath(home),
-        "--status-fd",
-        "1",
-        "--import-options",
-        "import-minimal",
-        "--import",
-        "--",
-        *(os.fspath(f) for f in files),
-    ]
-    try:
-        proc = subprocess.run(
-            argv, stdin=subprocess.DEVNULL, capture_output=True, env=_env(), timeout=300
-        )
-    except FileNotFoundError:
-        raise ToolMissingError(f"gpg not found: {program[0]}", hint=_INSTALL_HINT) from None
-    imported = {
-        words[3]
-        for words in (line.split(b" ") for line in proc.stdout.split(b"\n"))
-        if len(words) >= 4 and words[:2] == [b"[GNUPG:]", b"IMPORT_OK"]
-    }
-    if not imported:
-        last = [ln for ln in proc.stderr.decode("utf-8", "replace").split("\n") if ln.strip()]
-        raise InputError(
-            f"--import-keys: no public key could be imported from {len(files)} file(s): "
-            + printable(last[-1] if last else "(gpg said nothing)")
-        )
-    # Bring the new home's trust database up to date once, here, so that the
-    # parallel verifications (which never write it) do not each ask for it.
-    subprocess.run(
-        [*program, *OFFLINE_OPTIONS, "--homedir", os.fspath(home), "--check-trustdb"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        env=_env(),
-        timeout=300,
-    )
-    return len(imported)
-
-
-def is_armored_key(path: Path) -> bool:
-    """Whether ``path`` starts like an ASCII-armored key (not a keyring gpg can open)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4096)
-    except OSError:
-        return False
-    return b"-----BEGIN PGP " in head
-
-
-@contextmanager
-def temporary_home(prefix: str = "gitian-gpg-") -> Iterator[Path]:
-    """A throwaway GNUPGHOME (mode 0700), removed on leaving."""
-    import shutil
-
-    home = Path(tempfile.mkdtemp(prefix=prefix))
-    try:
-        yield home
-    finally:
-        shutil.rmtree(home, ignore_errors=True)

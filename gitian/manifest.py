@@ -291,6 +291,28 @@ def manifest_lines(entries: Iterable[tuple[str, str]]) -> str:
     return "".join(f"{sha}  {path}\n" for sha, path in entries)
 
 
+def manifest_files(text: str) -> dict[str, str]:
+    """``sha256sum``-style lines as file name -> hash (a line without the two
+    spaces: itself -> "")."""
+    files: dict[str, str] = {}
+    for line in text.split("\n"):
+        digest, sep, name = line.partition("  ")
+        if sep:
+            files[name] = digest
+        elif line.strip():
+            files[line] = ""
+    return files
+
+
+def sums_lines(text: str) -> list[str]:
+    """The lines of :func:`check_sums`-checked ``text``, split at ``\\n`` only,
+    without their line ends (LF, CRLF, CR CR LF)."""
+    lines = text.split("\n")
+    if not lines[-1]:
+        lines.pop()
+    return [line.rstrip("\r") for line in lines]
+
+
 def in_manifest_text(
     desc_sha: str,
     name: str,
@@ -308,3 +330,23 @@ def in_manifest_text(
     text = manifest_lines([(desc_sha, f"{name}-desc.yml"), *file_lines])
     text += "".join(f"git:{commit} {directory}" for commit, directory in remotes)
     return text
+
+
+# A name holds no control character; CRs may end the line (real SHA256SUMS
+# end lines in CRLF, and guix.sigs 22.0rc1's codesigned ones in CR CR LF).
+_SUMS_LINE = re.compile("\\\\?[0-9a-f]{64} [ *][^\x00-\x1f\x7f]+\r*")
+
+
+def check_sums(text: str, where: str) -> None:
+    """Refuse ``text`` unless it is ``sha256sum`` output: one or more lines of a
+    lower-case sha256, two spaces (or `` *``) and a name without control
+    characters (``\\`` in front when the name holds an escape).  guix.sigs'
+    22.0rc1 and 22.0rc2 attestations end their lines in CRLF (or CR CR LF)
+    and the last one in nothing; those are read too."""
+    if not text:
+        raise InputError(f"{where}: empty, not a list of checksums")
+    lines = text.split("\n")
+    for n, line in enumerate(lines[:-1] if not lines[-1] else lines, 1):
+        if not _SUMS_LINE.fullmatch(line):
+            shown = printable(line, quote=True, limit=80)
+            raise InputError(f"{where}: line {n} is not a sha256sum line: {shown}")

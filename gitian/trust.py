@@ -16,20 +16,28 @@ Three line formats are read, ``#`` comments and blank lines aside:
 Handles match directory names case-insensitively (Bitcoin's file writes
 ``(Emzy)`` for the directory ``emzy``).  A fingerprint may be a primary key's
 or a signing subkey's.
+
+A keys directory laid out ``<dir>/<signer>.{asc,gpg,pgp}`` (guix.sigs'
+``builder-keys/``, Monero's ``gitian-pubkeys/``) binds each signer to the
+keys in its own file (:meth:`TrustedKeys.from_keys_dir`).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from gitian import gpgkeys
 from gitian.descriptor import SANITARY
 from gitian.errors import InputError
 from gitian.text import printable
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
+#: The key files of a keys directory, ``<signer><suffix>``.
+KEYS_DIR_SUFFIXES = (".asc", ".gpg", ".pgp")
 
 _FPR = re.compile(r"(?:0x)?([0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})")
 _KEYID = re.compile(r"(?:0x)?[0-9A-Fa-f]{1,16}")
@@ -121,6 +129,34 @@ class TrustedKeys:
         except UnicodeDecodeError:
             raise InputError(f"--trusted-keys: {shown} is not UTF-8 text") from None
         return cls.parse(text, shown)
+
+    @classmethod
+    def from_keys_dir(
+        cls, directory: Path, home: Path, *, program: Sequence[str] = ("gpg",)
+    ) -> tuple[TrustedKeys, list[Path]]:
+        """Bind each ``<signer>.{asc,gpg,pgp}`` in ``directory`` to the keys in it
+        (asked of gpg in ``home``); the bindings and the key files.
+
+        A file gpg reads no key from binds its signer to nothing, so that
+        signer's signatures are WRONG KEY.
+        """
+        shown = printable(os.fspath(directory))
+        if not directory.is_dir():
+            raise InputError(f"--keys-dir: {shown} is not a directory")
+        files = sorted(
+            p
+            for p in directory.iterdir()
+            if p.suffix in KEYS_DIR_SUFFIXES and _sanitary(p.stem) and p.is_file()
+        )
+        if not files:
+            raise InputError(
+                f"--keys-dir: no <signer>{'/'.join(KEYS_DIR_SUFFIXES)} files in {shown}"
+            )
+        bindings: dict[str, frozenset[str]] = {}
+        for f, fprs in gpgkeys.key_fingerprints(files, home, program=program).items():
+            signer = f.stem.casefold()
+            bindings[signer] = bindings.get(signer, frozenset()) | fprs
+        return cls(bindings), files
 
     @classmethod
     def load_all(cls, paths: Iterable[str | os.PathLike[str]]) -> TrustedKeys | None:

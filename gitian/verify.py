@@ -1,32 +1,46 @@
-"""gverify's engine: judge every signer of one release (SPEC §5).
+"""gverify's engine: judge every signer of one or more releases (SPEC §5).
 
-For each signer directory under ``<dest>/<release>`` (walked in sorted order)
-the assert and its detached signature are read once, with a size cap, never
-through a symlink that leads out of the tree and never from anything but a
-regular file.  The signature is checked over exactly those bytes
-(:mod:`gitian.gpg`, offline, one ``gpg --verify`` per signer); only then is
-the assert parsed, with the one safe YAML loader, and compared with the
-reference signer's.  Anything wrong with one signer is that signer's
-verdict; the others are still judged.  Nothing here prints:
-:func:`verify_release` returns a :class:`ReleaseReport`, which
+A :class:`Job` is one release directory and the package (descriptor name, or
+Guix kind) whose attestations it holds.  For each signer (walked in sorted
+order) the attestation and its detached signature are read once, with a
+size cap, never through a symlink that leads out of the tree and never from
+anything but a regular file (:mod:`gitian.sigtree`).  The signature is
+checked over exactly those bytes (:mod:`gitian.gpg`, offline, one
+``gpg --verify`` per signer); only then is the attestation parsed and
+compared with the reference signer's.  Anything wrong with one signer is
+that signer's verdict; the others are still judged.
+
+The checks of every release of a run share one pool of gpg processes, as
+many at once as there are CPUs, and each verified attestation is parsed as
+its check finishes, so a whole history goes at gpg's pace.  Nothing here
+prints: :func:`judge` returns a :class:`ReleaseReport` per job, which
 :mod:`gitian.report` renders.
 """
 
 from __future__ import annotations
 
-import enum
-import hashlib
+import itertools
 import os
-import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 
-from gitian import gpg, gpgstatus
+from gitian import gpg, gpgkeys, gpgstatus
 from gitian.errors import InputError
-from gitian.manifest import report_fields
+from gitian.explain import Inputs, explain_groups
+from gitian.manifest import check_sums, report_fields
+from gitian.sigtree import Layout, Refused, list_signers, read_capped, releases_hint
 from gitian.text import printable
 from gitian.trust import TrustedKeys
+from gitian.verdicts import (
+    Group,
+    Job,
+    ReleaseReport,
+    SignerResult,
+    Verdict,
+    differences,
+)
 
 #: Largest assert we read (real ones are 5–150 kB; the reader allows 64 MiB).
 MAX_ASSERT_BYTES = 32 * 1024 * 1024
@@ -36,258 +50,8 @@ MAX_SIGNATURE_BYTES = 64 * 1024
 MAX_SIGNERS = 1000
 
 
-class Verdict(enum.Enum):
-    """A signer's verdict; the value is the word printed after ``<signer>: ``."""
-
-    OK = "OK"
-    MISMATCH = "MISMATCH"
-    BAD_SIGNATURE = "BAD SIGNATURE"
-    WRONG_KEY = "WRONG KEY"
-    BAD_ASSERT = "BAD ASSERT"
-    REFUSED = "REFUSED"
-    MISSING_RESULT = "missing result"
-    MISSING_SIGNATURE = "missing signature"
-
-
-#: Verdicts that ``--min-ok`` tolerates (reported, but the release can still pass).
-TOLERABLE = frozenset(Verdict) - {Verdict.OK, Verdict.MISMATCH}
-
-
-@dataclass(frozen=True, slots=True)
-class Differences:
-    """How one signer's assert differs from the reference's."""
-
-    changed: tuple[str, ...] = ()  # files with another hash
-    only_in_reference: tuple[str, ...] = ()
-    only_in_signer: tuple[str, ...] = ()
-    release: tuple[str | None, str] | None = None  # (theirs, expected)
-    name: tuple[str | None, str] | None = None
-    # The classic -v view: line pairs (reference, signer) that differ, zipped.
-    lines: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(slots=True)
-class SignerResult:
-    """Everything gverify knows about one signer (filled in as it is judged)."""
-
-    name: str  # the directory name, raw (print it with printable())
-    assert_path: str
-    sig_path: str
-    verdict: Verdict | None = None
-    reason: str = ""
-    verification: gpgstatus.Verification | None = None
-    out_manifest: str | None = None
-    release: str | None = None
-    package: str | None = None
-    differences: Differences | None = None
-    signed_by: str | None = None  # the name of a trusted key bound to no directory
-    revoked: bool = False  # made by a key revoked since: OK, but not counted for --min-ok
-
-    @property
-    def out_digest(self) -> str | None:
-        if self.out_manifest is None:
-            return None
-        return hashlib.sha256(self.out_manifest.encode("utf-8", "surrogateescape")).hexdigest()
-
-    @property
-    def primary_key(self) -> str | None:
-        """The primary key that made the (good) signature, for counting distinct keys."""
-        v = self.verification
-        if v is None or not v.good or not v.primaries:
-            return None
-        return min(v.primaries)
-
-
-@dataclass(frozen=True, slots=True)
-class Group:
-    """Signers whose verified asserts agree: the same out_manifest, release and name."""
-
-    digest: str
-    signers: tuple[str, ...]
-    is_reference: bool
-    ok: bool  # the OK signers (else MISMATCH ones)
-    release: str | None
-    package: str | None
-
-
-@dataclass(slots=True)
-class ReleaseReport:
-    """The verdicts for one release, and what they add up to."""
-
-    package: str
-    release: str
-    path: str
-    compare_to: str | None = None
-    min_ok: int | None = None
-    signers: list[SignerResult] = field(default_factory=list)
-    reference: str | None = None
-    groups: list[Group] = field(default_factory=list)
-
-    @property
-    def ok_keys(self) -> int:
-        """Distinct primary keys among OK signers whose key is not revoked."""
-        return len(
-            {s.primary_key for s in self.signers if s.verdict is Verdict.OK and not s.revoked}
-        )
-
-    @property
-    def verified(self) -> bool:
-        verdicts = [s.verdict for s in self.signers]
-        if not verdicts:
-            return False
-        if self.min_ok is None:
-            return all(v is Verdict.OK for v in verdicts)
-        if any(v is not Verdict.OK and v not in TOLERABLE for v in verdicts):
-            return False
-        return self.ok_keys >= self.min_ok
-
-    @property
-    def exit_code(self) -> int:
-        return 0 if self.verified else 1
-
-
 # --------------------------------------------------------------------------
-# reading the tree
-
-
-class _Refused(Exception):
-    """A file we will not read; the message says why."""
-
-
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def _resolve(path: str, root: str, what: str) -> str | None:
-    """Where a symlink at ``path`` leads, if inside ``root`` (None: to nothing)."""
-    try:
-        real = os.path.realpath(path, strict=True)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise _Refused(f"the {what} is a symlink that cannot be followed: {e.strerror}") from None
-    if not _inside(real, root):
-        raise _Refused(
-            f"the {what} is a symlink leading out of the signature tree "
-            f"(to {printable(real)}); not followed"
-        )
-    return real
-
-
-def _read_capped(path: str, root: str, cap: int, what: str) -> bytes | None:
-    """Read ``path`` (None when it does not exist), refusing escapes and oversize.
-
-    A symlink is followed only when it stays inside ``root``.  What the path
-    leads to is looked at (``lstat``) before it is opened, and only a regular
-    file is opened, so a FIFO or a device is never opened at all; the file
-    opened must be the one looked at, and at most ``cap`` bytes are read.
-    """
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise _Refused(f"cannot look at the {what}: {e.strerror}") from None
-    target = path
-    if stat.S_ISLNK(st.st_mode):
-        real = _resolve(path, root, what)
-        if real is None:
-            return None
-        target = real
-        st = os.lstat(target)
-    if not stat.S_ISREG(st.st_mode):
-        raise _Refused(f"the {what} is not a regular file")
-    if st.st_size > cap:
-        raise _Refused(f"the {what} is larger than {cap} bytes ({st.st_size}); not read")
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    try:
-        fd = os.open(target, flags)
-    except OSError as e:
-        raise _Refused(f"cannot open the {what}: {e.strerror}") from None
-    try:
-        fst = os.fstat(fd)
-        if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(fst.st_mode):
-            raise _Refused(f"the {what} changed while it was being read")
-        chunks: list[bytes] = []
-        total = 0
-        while chunk := os.read(fd, min(1 << 20, cap + 1 - total)):
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > cap:
-                raise _Refused(f"the {what} is larger than {cap} bytes; not read")
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def list_signers(release_dir: str) -> list[tuple[str, str | None]]:
-    """Signer directory names, sorted, each with a refusal reason or ``None``.
-
-    Plain files are not signers and are skipped (as in the classic tool).
-    Past :data:`MAX_SIGNERS` signers the rest are listed, refused unread.
-    """
-    root = os.path.realpath(release_dir)
-    try:
-        with os.scandir(release_dir) as it:
-            entries = sorted(it, key=lambda e: e.name)
-    except OSError as e:
-        raise InputError(f"{printable(release_dir)}: cannot list: {e.strerror}") from None
-    out: list[tuple[str, str | None]] = []
-    for entry in entries:
-        try:
-            if entry.is_symlink():
-                try:
-                    real = _resolve(entry.path, root, "signer entry")
-                except _Refused as e:
-                    out.append((entry.name, str(e)))
-                    continue
-                if real is None:
-                    out.append((entry.name, "the signer entry is a symlink to nothing"))
-                elif real == root:
-                    out.append(
-                        (
-                            entry.name,
-                            "the signer entry is a symlink leading back to the top of the "
-                            "signature tree; not followed",
-                        )
-                    )
-                elif os.path.isdir(real):
-                    out.append((entry.name, None))
-            elif entry.is_dir(follow_symlinks=False):
-                out.append((entry.name, None))
-        except OSError as e:
-            out.append((entry.name, f"cannot look at the signer entry: {e.strerror}"))
-    over = f"not judged: the release has more than {MAX_SIGNERS} signer entries"
-    return [(n, why if i < MAX_SIGNERS else why or over) for i, (n, why) in enumerate(out)]
-
-
-def _read_one(
-    result: SignerResult, release_dir: str, root: str, assert_name: str, refused: str | None
-) -> tuple[bytes, bytes] | None:
-    """Read one signer's signature and assert, or give the signer its verdict."""
-    if refused:
-        result.verdict, result.reason = Verdict.REFUSED, refused
-        return None
-    signer_dir = os.path.join(release_dir, result.name)
-    try:
-        data = _read_capped(os.path.join(signer_dir, assert_name), root, MAX_ASSERT_BYTES, "assert")
-        if data is None:
-            result.verdict = Verdict.MISSING_RESULT
-            return None
-        sig = _read_capped(
-            os.path.join(signer_dir, assert_name + ".sig"), root, MAX_SIGNATURE_BYTES, "signature"
-        )
-        if sig is None:
-            result.verdict = Verdict.MISSING_SIGNATURE
-            return None
-    except _Refused as e:
-        result.verdict, result.reason = Verdict.REFUSED, str(e)
-        return None
-    return sig, data
-
-
-# --------------------------------------------------------------------------
-# judging
+# judging one signer
 
 
 def _day(seconds: int) -> str:
@@ -347,70 +111,232 @@ def _judge_signature(
     return False
 
 
-_Fields = tuple[str, str | None, str | None]
+_Fields = tuple[str, str | None, str | None, Inputs | None]
 
 
-def _parse(result: SignerResult, data: bytes, parsed: dict[bytes, _Fields]) -> None:
-    """Parse a verified assert; an unusable one is that signer's BAD ASSERT.
+def _fields(data: bytes, who: str, job: Job) -> _Fields:
+    """What a verified attestation says (InputError: unusable)."""
+    if job.layout is Layout.GUIX:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(f"{who}: not UTF-8 text (byte {e.start})") from None
+        check_sums(text, who)
+        # SHA256SUMS name neither release nor package: the place does.
+        return text, job.release, job.package, None
+    f = report_fields(data, who)
+    return f["out_manifest"], f["release"], f["name"], Inputs(f["in_manifest"], f["base_manifests"])
 
-    ``parsed`` remembers what earlier asserts of this release parsed to:
-    signers who built the same thing often sign byte-identical asserts (only
-    a failure's message names the signer, so failures are not remembered).
+
+def _parse(result: SignerResult, data: bytes, release: _Release) -> None:
+    """Parse a verified attestation; an unusable one is that signer's BAD ASSERT.
+
+    Signers who built the same thing often sign byte-identical asserts, so
+    what each distinct one parsed to is remembered for the release (only a
+    failure's message names the signer, so failures are not remembered).
     """
-    if data in parsed:
-        result.out_manifest, result.release, result.package = parsed[data]
-        return
-    try:
-        fields = report_fields(data, f"{printable(result.name)}'s assert")
-    except InputError as e:
-        result.verdict, result.reason = Verdict.BAD_ASSERT, printable(e.message)
-        return
-    except (RecursionError, MemoryError, ValueError) as e:
-        result.verdict = Verdict.BAD_ASSERT
-        result.reason = f"unusable assert: {printable(type(e).__name__)}"
-        return
-    result.out_manifest = fields["out_manifest"]
-    result.release = fields["release"]
-    result.package = fields["name"]
-    parsed[data] = (fields["out_manifest"], fields["release"], fields["name"])
+    fields = release.parsed.get(data)
+    if fields is None:
+        who = f"{printable(result.name)}'s assert"
+        try:
+            fields = _fields(data, who, release.job)
+        except InputError as e:
+            result.verdict, result.reason = Verdict.BAD_ASSERT, printable(e.message)
+            return
+        except (RecursionError, MemoryError, ValueError) as e:
+            result.verdict = Verdict.BAD_ASSERT
+            result.reason = f"unusable assert: {printable(type(e).__name__)}"
+            return
+        release.parsed[data] = fields
+    result.out_manifest, result.release, result.package, inputs = fields
+    if inputs is not None:
+        release.inputs[result.name] = inputs
 
 
-def _manifest_files(text: str) -> dict[str, str]:
-    files: dict[str, str] = {}
-    for line in text.split("\n"):
-        digest, sep, name = line.partition("  ")
-        if sep:
-            files[name] = digest
-        elif line.strip():
-            files[line] = ""
-    return files
+# --------------------------------------------------------------------------
+# judging releases
 
 
-def differences(reference: str, theirs: SignerResult, release: str, package: str) -> Differences:
-    """What differs between the reference out_manifest and ``theirs``."""
-    mine = theirs.out_manifest or ""
-    ref_files = _manifest_files(reference)
-    their_files = _manifest_files(mine)
-    ref_lines = reference.splitlines()
-    their_lines = mine.splitlines()
-    zipped = []
-    for i in range(max(len(ref_lines), len(their_lines))):
-        a = ref_lines[i] if i < len(ref_lines) else ""
-        b = their_lines[i] if i < len(their_lines) else ""
-        if a != b:
-            zipped.append((a, b))
-    return Differences(
-        changed=tuple(
-            sorted(
-                f for f in ref_files.keys() & their_files.keys() if ref_files[f] != their_files[f]
+@dataclass(eq=False)
+class _Release:
+    """One job while it is being judged."""
+
+    job: Job
+    report: ReleaseReport
+    to_read: list[tuple[SignerResult, str | None]]
+    pending: int = 0  # checks started and not yet settled
+    read: bool = False  # every signer has been read (or refused)
+    finished: bool = False
+    parsed: dict[bytes, _Fields] = field(default_factory=dict)
+    inputs: dict[str, Inputs] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, job: Job, compare_to: str | None, min_ok: int | None) -> _Release:
+        """List the release's signers (InputError: no such release directory)."""
+        if not os.path.isdir(job.release_dir):
+            raise InputError(
+                f"{printable(job.release_dir)} does not exist",
+                hint=releases_hint(job.release_dir),
             )
-        ),
-        only_in_reference=tuple(sorted(ref_files.keys() - their_files.keys())),
-        only_in_signer=tuple(sorted(their_files.keys() - ref_files.keys())),
-        release=None if theirs.release == release else (theirs.release, release),
-        name=None if theirs.package == package else (theirs.package, package),
-        lines=tuple(zipped),
-    )
+        entries = [
+            (n, why)
+            for n, why in list_signers(job.release_dir)
+            if job.only is None or n in job.only
+        ]
+        over = f"not judged: the release has more than {MAX_SIGNERS} signer entries"
+        entries = [
+            (n, why if i < MAX_SIGNERS else why or over) for i, (n, why) in enumerate(entries)
+        ]
+        if compare_to not in [n for n, _ in entries]:
+            compare_to = None
+        report = ReleaseReport(
+            job.package,
+            job.release,
+            job.release_dir,
+            compare_to=compare_to,
+            min_ok=min_ok,
+            layout=job.layout,
+        )
+        a, s = job.layout.attestation(job.package), job.layout.signature(job.package)
+        to_read = []
+        for name, refused in entries:
+            signer_dir = os.path.join(job.release_dir, name)
+            res = SignerResult(name, os.path.join(signer_dir, a), os.path.join(signer_dir, s))
+            report.signers.append(res)
+            to_read.append((res, refused))
+        return cls(job, report, to_read)
+
+    def read_one(self, result: SignerResult, refused: str | None) -> tuple[bytes, bytes] | None:
+        """Read one signer's signature and attestation, or give the signer its verdict."""
+        if refused:
+            result.verdict, result.reason = Verdict.REFUSED, refused
+            return None
+        root = os.path.realpath(self.job.release_dir)
+        try:
+            data = read_capped(result.assert_path, root, MAX_ASSERT_BYTES, "assert")
+            if data is None:
+                result.verdict = Verdict.MISSING_RESULT
+                return None
+            sig = read_capped(result.sig_path, root, MAX_SIGNATURE_BYTES, "signature")
+            if sig is None:
+                result.verdict = Verdict.MISSING_SIGNATURE
+                return None
+        except Refused as e:
+            result.verdict, result.reason = Verdict.REFUSED, str(e)
+            return None
+        return sig, data
+
+    def settle(
+        self,
+        result: SignerResult,
+        v: gpgstatus.Verification,
+        data: bytes,
+        trusted: TrustedKeys | None,
+        expiries: dict[str, int],
+    ) -> None:
+        """Judge one finished check, and parse the attestation if it verified."""
+        if _judge_signature(result, v, trusted, expiries):
+            _parse(result, data, self)
+
+    def finish(self) -> None:
+        """Compare the verified signers, once all of them are judged."""
+        if self.finished:
+            return
+        self.finished = True
+        verified = [s for s in self.report.signers if s.verdict is None]
+        _compare(self.report, verified)
+        ref = next((g for g in self.report.groups if g.is_reference), None)
+        if ref is not None and len({g.digest for g in self.report.groups}) > 1:
+            self.report.explanations = explain_groups(
+                [(g.digest, g.signers) for g in self.report.groups], ref.digest, self.inputs
+            )
+        self.parsed.clear()
+        self.inputs.clear()
+
+
+def _needs_expiry(v: gpgstatus.Verification) -> bool:
+    return v.good and any(s.status == gpgstatus.EXPKEYSIG for s in v.signatures)
+
+
+def judge(
+    jobs: Sequence[Job],
+    *,
+    keyring: gpg.Keyring | None = None,
+    program: Sequence[str] = ("gpg",),
+    compare_to: str | None = None,
+    trusted: TrustedKeys | None = None,
+    min_ok: int | None = None,
+    parallel: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[ReleaseReport]:
+    """Judge every signer of every job; one report per job, in order.
+
+    Every release directory is listed before any gpg starts: a missing one
+    raises :class:`InputError` (naming the releases there are), as does a
+    ``compare_to`` signer that none of the releases has.  ``progress`` is
+    called with the number of signers judged since its last call and how
+    many there are in all.
+    """
+    keyring = keyring or gpg.Keyring()
+    releases = [_Release.open(job, compare_to, min_ok) for job in jobs]
+    if compare_to is not None and releases and all(r.report.compare_to is None for r in releases):
+        where = releases[0].job.release_dir if len(releases) == 1 else "any of the releases"
+        raise InputError(
+            f"--compare-to: no signer {printable(compare_to, quote=True)} in {printable(where)}"
+        )
+    total = sum(len(r.to_read) for r in releases)
+
+    def tick(n: int) -> None:
+        if progress is not None:
+            progress(n, total)
+
+    numbers = itertools.count()
+    inflight: dict[int, tuple[_Release, SignerResult, bytes]] = {}
+    deferred: list[tuple[_Release, SignerResult, bytes, gpgstatus.Verification]] = []
+
+    def items() -> Iterator[tuple[bytes, bytes]]:
+        # Read as the pool asks for work, so only the files being checked are in memory.
+        for rel in releases:
+            for res, refused in rel.to_read:
+                got = rel.read_one(res, refused)
+                if got is None:
+                    tick(1)
+                    continue
+                inflight[next(numbers)] = (rel, res, got[1])
+                rel.pending += 1
+                yield got
+            rel.read = True
+            if rel.pending == 0:
+                rel.finish()
+
+    with closing(gpg.verify_each(items(), keyring=keyring, program=program, jobs=parallel)) as each:
+        for i, v in each:
+            rel, res, data = inflight.pop(i)
+            if _needs_expiry(v):  # judged once gpg has said when those keys expired
+                deferred.append((rel, res, data, v))
+                continue
+            rel.settle(res, v, data, trusted, {})
+            tick(1)
+            rel.pending -= 1
+            if rel.pending == 0 and rel.read:
+                rel.finish()
+    if deferred:
+        expiries = gpgkeys.key_expiries(
+            [
+                s.fingerprint
+                for *_, v in deferred
+                for s in v.signatures
+                if s.status == gpgstatus.EXPKEYSIG
+            ],
+            keyring=keyring,
+            program=program,
+        )
+        for rel, res, data, v in deferred:
+            rel.settle(res, v, data, trusted, expiries)
+            tick(1)
+    for rel in releases:
+        rel.finish()
+    return [r.report for r in releases]
 
 
 def verify_release(
@@ -424,75 +350,21 @@ def verify_release(
     trusted: TrustedKeys | None = None,
     min_ok: int | None = None,
     jobs: int | None = None,
+    layout: Layout = Layout.GITIAN,
 ) -> ReleaseReport:
     """Judge every signer under ``release_dir`` (paths in the report are
-    spelled as ``release_dir`` is, as the classic tool prints them).
-
-    Raises :class:`InputError` for a missing release directory (naming the
-    releases there are) or an unknown ``compare_to`` signer.
-    """
-    if not os.path.isdir(release_dir):
-        raise InputError(
-            f"{printable(release_dir)} does not exist", hint=_releases_hint(release_dir)
-        )
-    keyring = keyring or gpg.Keyring()
-    entries = list_signers(release_dir)
-    if compare_to is not None and compare_to not in [n for n, _ in entries]:
-        raise InputError(
-            f"--compare-to: no signer {printable(compare_to, quote=True)} in "
-            f"{printable(release_dir)}"
-        )
-    report = ReleaseReport(package, release, release_dir, compare_to=compare_to, min_ok=min_ok)
-    root = os.path.realpath(release_dir)
-    assert_name = f"{package}-build.assert"
-    readable: list[tuple[SignerResult, bytes, bytes]] = []
-    for name, refused in entries:
-        res = SignerResult(
-            name,
-            os.path.join(release_dir, name, assert_name),
-            os.path.join(release_dir, name, assert_name + ".sig"),
-        )
-        report.signers.append(res)
-        got = _read_one(res, release_dir, root, assert_name, refused)
-        if got is not None:
-            readable.append((res, *got))
-    checks = gpg.verify_many(
-        [(sig, data) for _, sig, data in readable], keyring=keyring, program=program, jobs=jobs
-    )
-    expiries = gpg.key_expiries(
-        [
-            s.fingerprint
-            for v in checks
-            if v.good
-            for s in v.signatures
-            if s.status == gpgstatus.EXPKEYSIG
-        ],
+    spelled as ``release_dir`` is, as the classic tool prints them): one
+    :class:`Job` through :func:`judge`."""
+    (report,) = judge(
+        [Job(release_dir, package, release, layout)],
         keyring=keyring,
         program=program,
+        compare_to=compare_to,
+        trusted=trusted,
+        min_ok=min_ok,
+        parallel=jobs,
     )
-    verified: list[SignerResult] = []
-    parsed: dict[bytes, _Fields] = {}
-    for (res, _, data), v in zip(readable, checks, strict=True):
-        if _judge_signature(res, v, trusted, expiries):
-            _parse(res, data, parsed)
-            if res.verdict is None:
-                verified.append(res)
-    _compare(report, verified)
     return report
-
-
-def _releases_hint(release_dir: str) -> str:
-    parent = os.path.dirname(os.path.normpath(release_dir)) or "."
-    try:
-        with os.scandir(parent) as it:
-            names = sorted(e.name for e in it if e.is_dir())
-    except OSError:
-        return f"{printable(parent)} cannot be listed either"
-    if not names:
-        return f"there are no releases in {printable(parent)}"
-    shown = ", ".join(printable(n) for n in names[:30])
-    more = f" and {len(names) - 30} more" if len(names) > 30 else ""
-    return f"releases in {printable(parent)}: {shown}{more}"
 
 
 def _compare(report: ReleaseReport, verified: list[SignerResult]) -> None:
@@ -518,15 +390,23 @@ def _compare(report: ReleaseReport, verified: list[SignerResult]) -> None:
         else:
             res.verdict = Verdict.MISMATCH
             res.differences = differences(ref.out_manifest, res, report.release, report.package)
-    groups: dict[tuple[str | None, str | None, str | None, bool], list[str]] = {}
+    groups: dict[tuple[str | None, str | None, str | None, bool], list[SignerResult]] = {}
     for s in verified:
         key = (s.out_digest, s.release, s.package, s.verdict is Verdict.OK)
-        groups.setdefault(key, []).append(s.name)
+        groups.setdefault(key, []).append(s)
     ref_key = (ref.out_digest, ref.release, ref.package, ref.verdict is Verdict.OK) if ref else None
     report.groups = sorted(
         (
-            Group(str(d), tuple(names), (d, r, p, ok) == ref_key, ok, r, p)
-            for (d, r, p, ok), names in groups.items()
+            Group(
+                str(d),
+                tuple(s.name for s in members),
+                (d, r, p, ok) == ref_key,
+                ok,
+                r,
+                p,
+                len({s.primary_key for s in members if not s.revoked}),
+            )
+            for (d, r, p, ok), members in groups.items()
         ),
         key=lambda g: (not g.ok, -len(g.signers), not g.is_reference, g.signers[0]),
     )

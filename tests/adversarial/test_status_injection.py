@@ -40,7 +40,7 @@ from gverify_fixtures import (  # noqa: E402
     verdict_lines,
 )
 
-from gitian import gpg  # noqa: E402
+from gitian import gpg, gpgkeys  # noqa: E402
 
 WHICH = "monero-win"  # MoneroArbo SChernykh jeffro256 lobster-kerouac scoobybejesus
 VICTIM = "jeffro256"
@@ -98,7 +98,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         theirs = gpg_in(secret, "--export", mallory.fingerprint, uma, rita)
         (base / "theirs.gpg").write_bytes(theirs)
         (base / "revocation.asc").write_bytes(revoked)
-        gpg.import_keys(public, [*keys, base / "theirs.gpg", base / "revocation.asc"])
+        gpgkeys.import_keys(public, [*keys, base / "theirs.gpg", base / "revocation.asc"])
         yield World(public, secret, mallory, eve, uma, rita)
     finally:
         for d in (public, secret):

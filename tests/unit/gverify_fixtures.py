@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from testdata import COMPAT
+from testdata import COMPAT, DATA
 
-from gitian import gpg
+from gitian import gpgkeys
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,6 +42,19 @@ RELEASES = {
         "bitcoin-core-linux-0.21-for-gverify.yml",
         "bitcoin",
     ),
+}
+
+#: Whole trees (compressed), Guix releases, the asserts of issue 13's explanation.
+TREES = DATA / "trees"
+GUIX = DATA / "guix"
+EXPLAIN = DATA / "explain"
+#: Bitcoin Core 0.21.2, every platform: release directory -> descriptor name.
+BITCOIN_0212 = {
+    "0.21.2-linux": "bitcoin-core-linux-0.21",
+    "0.21.2-win-unsigned": "bitcoin-core-win-0.21",
+    "0.21.2-osx-unsigned": "bitcoin-core-osx-0.21",
+    "0.21.2-win-signed": "bitcoin-win-signer",
+    "0.21.2-osx-signed": "bitcoin-dmg-signer",
 }
 
 GPG_BASE = ["gpg", "--batch", "--no-tty", "--disable-dirmngr", "--no-auto-key-retrieve"]
@@ -137,7 +150,7 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keys]:
             for p in (COMPAT / "keys" / "bitcoin").iterdir()
             if p.suffix in (".gpg", ".pgp", ".asc")
         )
-        gpg.import_keys(home, [*files, pub])
+        gpgkeys.import_keys(home, [*files, pub])
         _MADE.append(Keys(home=home, signer_home=signer, mallory=mallory, trent=trent))
         yield _MADE[0]
     finally:
@@ -225,3 +238,68 @@ def verdict_lines(out: str) -> list[str]:
         and not line.startswith("gverify: ")
         or line.startswith(("missing result at", "missing signature at"))
     ]
+
+
+def extract(archive: str, dest: Path) -> Path:
+    """A tree from tests/data/trees, extracted into ``dest``."""
+    import tarfile
+
+    with tarfile.open(TREES / archive) as t:
+        t.extractall(dest, filter="data")
+    return dest
+
+
+def name_only(directory: Path, names: list[str]) -> list[str]:
+    """One descriptor holding only ``name:`` per name (all gverify reads); their paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for n in names:
+        (directory / f"{n}.yml").write_text(f"---\nname: {n}\n")
+        paths.append(str(directory / f"{n}.yml"))
+    return paths
+
+
+def builder_keys(dest: Path, signers: list[str]) -> Path:
+    """A guix.sigs-style keys directory (``<signer>.gpg``) for ``signers``, from
+    the compat keys (byte-identical to bitcoin-core/guix.sigs builder-keys/)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for s in signers:
+        src = COMPAT / "keys" / "bitcoin" / f"{s}.gpg"
+        if src.is_file():
+            shutil.copyfile(src, dest / src.name)
+    return dest
+
+
+def console(args: list[str], env: dict[str, str], *, terminal: str = "") -> tuple[int, bytes]:
+    """Run the gverify console entry with ``terminal`` ("stdout" or "stderr")
+    on a pseudo-terminal: its exit status and what it wrote there (read as it
+    comes, so a chatty child never blocks on a full terminal)."""
+    import pty
+    import select
+
+    primary, secondary = pty.openpty()
+    streams = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, terminal: secondary}
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from gitian.cli.gverify import main; main()", *args],
+            env=env,
+            stdout=streams["stdout"],
+            stderr=streams["stderr"],
+        )
+        os.close(secondary)
+        seen = b""
+        while True:
+            ready, _, _ = select.select([primary], [], [], 120)
+            if not ready:
+                proc.kill()
+                break
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not chunk:
+                break
+            seen += chunk
+        return proc.wait(timeout=120), seen
+    finally:
+        os.close(primary)

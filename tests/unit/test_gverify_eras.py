@@ -13,7 +13,7 @@ import pytest
 from gverify_fixtures import run_gverify
 from testdata import DATA
 
-from gitian import gpg
+from gitian import gpgkeys
 
 ERAS = DATA / "eras"
 SAMPLES = sorted(p for p in ERAS.iterdir() if p.is_dir() and p.name != "keys")
@@ -23,7 +23,7 @@ SAMPLES = sorted(p for p in ERAS.iterdir() if p.is_dir() and p.name != "keys")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     h = tmp_path_factory.mktemp("eras-keys")
     h.chmod(0o700)
-    gpg.import_keys(h, sorted((ERAS / "keys").glob("*.gpg")))
+    gpgkeys.import_keys(h, sorted((ERAS / "keys").glob("*.gpg")))
     return h
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from gverify_fixtures import COMPAT, Keys, keys  # noqa: F401 - fixture
 
-from gitian import gpg, gpgstatus
+from gitian import gpg, gpgkeys, gpgstatus
 
 MONERO = COMPAT / "sigs" / "monero-linux-0.18" / "v0.18.3.1-linux"
 BITCOIN = COMPAT / "sigs" / "bitcoin-core-linux-0.21" / "0.21.2-linux"
@@ -55,7 +55,9 @@ def test_expired_key_still_verifies(keys: Keys) -> None:
     v = gpg.verify_detached(*_pair(BITCOIN, "emzy"), keyring=gpg.Keyring(home=keys.home))
     assert v.good and v.signatures[0].status == "EXPKEYSIG"
     assert "This key has expired" in v.text
-    expiry = gpg.key_expiries([v.signatures[0].fingerprint], keyring=gpg.Keyring(home=keys.home))
+    expiry = gpgkeys.key_expiries(
+        [v.signatures[0].fingerprint], keyring=gpg.Keyring(home=keys.home)
+    )
     assert v.signatures[0].created < expiry[v.signatures[0].fingerprint]
 
 
@@ -276,9 +278,9 @@ def test_import_keys_reports_nothing_importable(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir(mode=0o700)
     with pytest.raises(InputError):
-        gpg.import_keys(home, [bad])
+        gpgkeys.import_keys(home, [bad])
     with pytest.raises(InputError):
-        gpg.key_files(tmp_path / "nothing-here")
+        gpgkeys.key_files(tmp_path / "nothing-here")
 
 
 def test_signal_module_untouched() -> None:
