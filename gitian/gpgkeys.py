@@ -13,13 +13,13 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from gitian import log
-from gitian.errors import InputError, ToolMissingError
-from gitian.gpg import INSTALL_HINT, OFFLINE_OPTIONS, Keyring, gpg_env
-from gitian.run import signals_held
+from gitian.errors import InputError
+from gitian.gpg import GPG_ENV, OFFLINE_OPTIONS, Keyring
+from gitian.run import run
 from gitian.text import printable
 
 #: Files a key directory may hold (anything else there is ignored).
@@ -54,13 +54,7 @@ def key_expiries(
         "--",
         *sorted(set(fingerprints)),
     ]
-    log.debug("+ " + " ".join(argv))
-    try:
-        proc = subprocess.run(
-            argv, stdin=subprocess.DEVNULL, capture_output=True, env=gpg_env(), timeout=120
-        )
-    except FileNotFoundError:
-        raise ToolMissingError(f"gpg not found: {program[0]}", hint=INSTALL_HINT) from None
+    proc = _gpg(argv, timeout=120)
     out: dict[str, int] = {}
     primary_expires = 0
     expires = 0
@@ -106,54 +100,25 @@ def key_fingerprints(
     run; a file gpg reads no key from maps to an empty set.
     """
     _check_sizes(files)
-    jobs = max(1, jobs or os.cpu_count() or 1)
-    out: dict[Path, frozenset[str]] = {}
-    running: list[tuple[Path, subprocess.Popen[bytes]]] = []
-    todo = list(files)[::-1]
-    try:
-        while todo or running:
-            while todo and len(running) < jobs:
-                f = todo.pop()
-                argv = [
-                    *program,
-                    *OFFLINE_OPTIONS,
-                    "--homedir",
-                    os.fspath(home),
-                    "--with-colons",
-                    "--show-keys",
-                    "--",
-                    os.fspath(f),
-                ]
-                with signals_held():
-                    try:
-                        proc = subprocess.Popen(
-                            argv,
-                            stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL,
-                            env=gpg_env(),
-                        )
-                    except FileNotFoundError:
-                        raise ToolMissingError(
-                            f"gpg not found: {program[0]}", hint=INSTALL_HINT
-                        ) from None
-                    running.append((f, proc))
-            f, proc = running[0]
-            try:
-                listing, _ = proc.communicate(timeout=120)
-            except subprocess.TimeoutExpired:
-                raise InputError(f"gpg did not read {printable(str(f))} within 120 s") from None
-            running.pop(0)
-            out[f] = _primaries(listing)
-    finally:
-        with signals_held():
-            for _, proc in running:
-                if proc.poll() is None:
-                    proc.kill()
-                proc.wait()
-                if proc.stdout is not None:
-                    proc.stdout.close()
-    return out
+
+    def listing(f: Path) -> frozenset[str]:
+        argv = [
+            *program,
+            *OFFLINE_OPTIONS,
+            "--homedir",
+            os.fspath(home),
+            "--with-colons",
+            "--show-keys",
+            "--",
+            os.fspath(f),
+        ]
+        try:
+            return _primaries(_gpg(argv, timeout=120).stdout)
+        except subprocess.TimeoutExpired:
+            raise InputError(f"gpg did not read {printable(str(f))} within 120 s") from None
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs or os.cpu_count() or 1)) as pool:
+        return dict(zip(files, pool.map(listing, files), strict=True))
 
 
 def _primaries(listing: bytes) -> frozenset[str]:
@@ -193,12 +158,7 @@ def import_keys(home: Path, files: Sequence[Path], *, program: Sequence[str] = (
         "--",
         *(os.fspath(f) for f in files),
     ]
-    try:
-        proc = subprocess.run(
-            argv, stdin=subprocess.DEVNULL, capture_output=True, env=gpg_env(), timeout=300
-        )
-    except FileNotFoundError:
-        raise ToolMissingError(f"gpg not found: {program[0]}", hint=INSTALL_HINT) from None
+    proc = _gpg(argv, timeout=300)
     imported = {
         words[3]
         for words in (line.split(b" ") for line in proc.stdout.split(b"\n"))
@@ -212,14 +172,15 @@ def import_keys(home: Path, files: Sequence[Path], *, program: Sequence[str] = (
         )
     # Bring the new home's trust database up to date once, here, so that the
     # parallel verifications (which never write it) do not each ask for it.
-    subprocess.run(
-        [*program, *OFFLINE_OPTIONS, "--homedir", os.fspath(home), "--check-trustdb"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        env=gpg_env(),
-        timeout=300,
-    )
+    _gpg([*program, *OFFLINE_OPTIONS, "--homedir", os.fspath(home), "--check-trustdb"], timeout=300)
     return len(imported)
+
+
+def _gpg(argv: list[str], *, timeout: float) -> subprocess.CompletedProcess[bytes]:
+    """One gpg run about keys: output captured, its exit status left to the caller."""
+    return run(
+        argv, check=False, capture=True, stdin=subprocess.DEVNULL, env=GPG_ENV, timeout=timeout
+    )
 
 
 def is_armored_key(path: Path) -> bool:

@@ -245,21 +245,25 @@ def test_ctrl_c_kills_and_reaps_every_check(tmp_path: Path) -> None:
 
 
 def test_gpg_gets_only_its_descriptors(tmp_path: Path) -> None:
-    """Memory file descriptors for the signature and the data, the status pipe
-    (one of its own, not stdout), and nothing this process had open."""
+    """Memory file descriptors for the signature and the data, the status on
+    a pipe of its own (stdout, which --verify writes nothing else to; not the
+    stderr pipe of the human text), and nothing this process had open."""
     leaked = os.open(tmp_path / "leak", os.O_WRONLY | os.O_CREAT)
     os.set_inheritable(leaked, True)
-    script = 'exec >&2; ls /proc/$$/fd; echo "$@"'
+    script = 'exec 3>&1 >&2; ls /proc/$$/fd; readlink /proc/$$/fd/3 /proc/$$/fd/2; echo "$@"'
     try:
         (v,) = gpg.verify_many([(b"sig", b"data")], program=["sh", "-c", script, "sh"])
     finally:
         os.close(leaked)
-    fds = sorted(int(x) for x in v.text.split("\n")[0:-2] if x.isdigit())
-    args = v.text.split("\n")[-2].split()
+    *listing, status_pipe, text_pipe, argv, _ = v.text.split("\n")
+    fds = sorted(int(x) for x in listing if x.isdigit())
+    args = argv.split()
     status_fd = int(args[args.index("--status-fd") + 1])
     specials = [int(a[2:]) for a in args if a.startswith("-&")]
-    assert status_fd not in (0, 1, 2) and len(specials) == 2
-    assert set(fds) == {0, 1, 2, status_fd, *specials}
+    assert status_fd == 1 and len(specials) == 2
+    assert status_pipe.startswith("pipe:") and text_pipe.startswith("pipe:")
+    assert status_pipe != text_pipe  # never merged
+    assert set(fds) == {0, 1, 2, 3, *specials}  # 3: the script's own copy of stdout
     assert leaked not in fds
 
 
