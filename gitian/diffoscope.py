@@ -64,10 +64,17 @@ def compare(a: Path, b: Path, files: Sequence[str], dest: Path, labels: tuple[st
     data = json.loads(js.read_text(encoding="utf-8", errors="replace"))
     summaries: dict[str, str] = {}
     top = os.fspath(sides[0]) + "/"
-    for detail in data.get("details") or []:
+    wanted = set(files)
+    dirs = {str(p) for f in files for p in Path(f).parents if str(p) != "."}
+    pending = list(data.get("details") or [])
+    while pending:  # diffoscope nests a directory's files in its detail
+        detail = pending.pop(0)
         name = str(detail.get("source1", ""))
         rel = name[len(top) :] if name.startswith(top) else name
-        summaries[rel] = first_difference(detail)
+        if rel in wanted:
+            summaries[rel] = first_difference(detail)
+        elif rel in dirs:
+            pending += detail.get("details") or []
     return Report(text, html, summaries)
 
 

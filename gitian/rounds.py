@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
@@ -211,17 +211,22 @@ class RoundBuilder(Builder):
         return Round(name, d, {rel: sha for sha, rel in entries}, base_manifests, varied)
 
 
-def build_rounds(builder: RoundBuilder, count: int, vary: Vary) -> BuildResult:
-    """The whole flow of ``gbuild --rounds count [--vary]`` (see the module docstring)."""
+def check_options(options: BuildOptions, count: int) -> None:
+    """Refuse what ``--rounds`` cannot do (before anything starts)."""
     if count < 2:
         raise UsageError("--rounds needs 2 or more")
-    if builder.opts.skip_image:
+    if options.skip_image:
         raise UsageError("--rounds builds every round in a fresh target; it cannot take -i")
-    if builder.opts.skip_cleanup:
+    if options.skip_cleanup:
         raise UsageError(
             "--rounds stops every round's target; it cannot take --skip-cleanup "
             "(each round's outputs and logs stay in var/rounds/)"
         )
+
+
+def build_rounds(builder: RoundBuilder, count: int, vary: Vary) -> BuildResult:
+    """The whole flow of ``gbuild --rounds count [--vary]`` (see the module docstring)."""
+    check_options(builder.opts, count)
     home = builder.home
     builder.check()
     builder.prepare_home()
@@ -341,11 +346,3 @@ def _link_tree(src: Path, dest: Path) -> None:
     remove_tree(dest)
     if src.is_dir():
         shutil.copytree(src, dest, symlinks=True, copy_function=link)
-
-
-def parse_names(values: Iterable[str]) -> Vary:
-    """``--vary`` given once or several times (each may list several)."""
-    chosen: set[Variation] = set()
-    for value in values:
-        chosen |= variations.parse(value)
-    return frozenset(chosen)

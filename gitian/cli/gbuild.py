@@ -14,7 +14,7 @@ from gitian.cli import backend_option, entry, workdir_option
 from gitian.descriptor import load, parse_assignments
 from gitian.errors import ToolMissingError, UsageError
 from gitian.home import Home
-from gitian.rounds import RoundBuilder, Vary, build_rounds
+from gitian.rounds import RoundBuilder, Vary, build_rounds, check_options
 from gitian.targets import (
     backend_class,
     check_default_backend,
@@ -134,8 +134,10 @@ def cli(
     """Build DESCRIPTOR (<package>.yml) and write result/<name>-res.yml."""
     env = os.environ
     descriptor, varied = _vary_and_descriptor(vary, descriptor)
-    if varied and rounds < 2:
+    if vary is not None and rounds < 2:
         raise UsageError("--vary needs --rounds 2 or more")
+    if rounds > 1:
+        check_options(BuildOptions(skip_image=skip_image, skip_cleanup=skip_cleanup), rounds)
     log.set_quiet(quiet)
     home = Home.find(workdir)
 
