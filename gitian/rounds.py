@@ -24,7 +24,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO
+from typing import Any
 
 from gitian import buildscript, diffoscope, hashing, log, variations
 from gitian.build import (
@@ -32,10 +32,8 @@ from gitian.build import (
     BuildOptions,
     BuildResult,
     ScriptCommand,
-    TargetFactory,
     configurations,
 )
-from gitian.descriptor import Descriptor
 from gitian.errors import BuildError, GitianError, Interrupted, UsageError
 from gitian.home import Home
 from gitian.run import remove_tree
@@ -145,17 +143,11 @@ class RoundBuilder(Builder):
     """A :class:`Builder` whose outputs go to a round's directory and whose
     build script may run with variations."""
 
-    def __init__(
-        self,
-        desc: Descriptor,
-        home: Home,
-        options: BuildOptions,
-        make_target: TargetFactory,
-        *,
-        out: IO[str] | None = None,
-    ) -> None:
-        super().__init__(desc, home, replace(options, cache_read_only=True), make_target, out=out)
-        self.round_dir = home.var / "rounds" / "1"
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # every round must start from the same caches
+        self.opts = replace(self.opts, cache_read_only=True)
+        self.round_dir = self.home.var / "rounds" / "1"
         self.wanted: Vary = frozenset()
         self.applied: list[Applied] = []
 

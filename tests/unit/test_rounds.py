@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +35,13 @@ from gitian.targets.bwrap import BwrapTarget
 from gitian.variations import Applied, Variation
 from tests.conftest import require_tool
 from tests.unit.test_build import World
+from tests.unit.test_build_cli import _main
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> World:
     return World(tmp_path)
+
 
 ROOT = Path(__file__).resolve().parents[2]
 V = Variation
@@ -296,13 +297,6 @@ def test_options_rounds_cannot_take() -> None:
 # -- the command line --------------------------------------------------------------
 
 
-def _gbuild(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "bin" / "gbuild"), "--workdir", str(tmp_path), *args],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-
-
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -314,6 +308,6 @@ def _gbuild(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     ],
 )
 def test_command_line(tmp_path: Path, args: list[str], message: str) -> None:
-    r = _gbuild(tmp_path, *args)
+    r = _main(args, tmp_path)
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr
