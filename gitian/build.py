@@ -67,6 +67,16 @@ class BuildOptions:
     ci: bool = False  # the CI variable was set: the build log goes to the terminal too
 
 
+@dataclass(frozen=True)
+class ScriptCommand:
+    """The command that runs the build script on the target, as ``user``
+    (None: the build user) with ``env`` added to its environment."""
+
+    argv: list[str]
+    user: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
 @dataclass
 class BuildResult:
     report: Report
@@ -140,6 +150,11 @@ class Builder:
     @property
     def build_log(self) -> Path:
         return self.home.var / "build.log"
+
+    @property
+    def results_dir(self) -> Path:
+        """Where the target's out/ goes (build/, as classic)."""
+        return self.home.build
 
     # -- the flow -----------------------------------------------------------
     def check(self) -> None:
@@ -342,25 +357,34 @@ class Builder:
         self, target: Target, arch: str, reference: str
     ) -> buildscript.ScriptParams:
         """Copy the remotes into the target and write var/build-script."""
-        d, h, o = self.desc, self.home, self.opts
+        h = self.home
         with self.step("Creating build script (var/build-script)"):
             for c in self._checked:
                 # exactly the refs this command asked for, not what inputs/ holds
                 with inputs.handover(h, c) as repo:
                     target.copy_to(repo, "build")
-            params = buildscript.ScriptParams(
-                name=d.name,
-                bits=d.bits(arch),
-                num_procs=o.num_procs,
-                memory_mib=o.memory_mib,
-                reference_datetime=reference,
-                script=d.script,
-                enable_cache=d.enable_cache,
-                remote_dirs=[r.dir for r in d.remotes],
-            )
+            params = self.script_params(arch, reference)
             text = buildscript.build_script(params)
             write_atomic(h.var / "build-script", text.encode("utf-8"))
         return params
+
+    def script_params(self, arch: str, reference: str) -> buildscript.ScriptParams:
+        """What var/build-script is made from, for one architecture."""
+        d, o = self.desc, self.opts
+        return buildscript.ScriptParams(
+            name=d.name,
+            bits=d.bits(arch),
+            num_procs=o.num_procs,
+            memory_mib=o.memory_mib,
+            reference_datetime=reference,
+            script=d.script,
+            enable_cache=d.enable_cache,
+            remote_dirs=[r.dir for r in d.remotes],
+        )
+
+    def script_command(self, target: Target, personality: str) -> ScriptCommand:
+        """How the build script (given on stdin) runs on the target."""
+        return ScriptCommand(["setarch", personality, "bash", "-x"])
 
     def run_build_script(
         self, target: Target, params: buildscript.ScriptParams, suite: str, arch: str
@@ -378,7 +402,7 @@ class Builder:
         """The target's out/ into build/; the caches back unless ``-o``."""
         d = self.desc
         with self.step("Grabbing results from target"):
-            target.copy_from("out", self.home.build)
+            target.copy_from("out", self.results_dir)
         if d.enable_cache and not self.opts.cache_read_only:
             with self.step("Grabbing cache from target"):
                 self.caches.copy_back(target)
@@ -489,7 +513,8 @@ class Builder:
 
     def _run_build_script(self, target: Target, personality: str) -> int:
         script = self.home.var / "build-script"
-        argv = ["setarch", personality, "bash", "-x"]
+        command = self.script_command(target, personality)
+        argv, user, env = command.argv, command.user, command.env
         with open(script, "rb") as stdin, open(self.build_log, "wb") as blog:
             if self.opts.ci:
                 rfd, wfd = os.pipe()
@@ -497,16 +522,16 @@ class Builder:
                 tee.start()
                 try:
                     res = target.run(
-                        argv, stdin=stdin, stdout=wfd, stderr=subprocess.STDOUT,
-                        network=True, check=False,
+                        argv, user=user, env=env, stdin=stdin, stdout=wfd,
+                        stderr=subprocess.STDOUT, network=True, check=False,
                     )  # fmt: skip
                 finally:
                     os.close(wfd)
                     tee.join(timeout=10)
             else:
                 res = target.run(
-                    argv, stdin=stdin, stdout=blog, stderr=subprocess.STDOUT,
-                    network=True, check=False,
+                    argv, user=user, env=env, stdin=stdin, stdout=blog,
+                    stderr=subprocess.STDOUT, network=True, check=False,
                 )  # fmt: skip
         return res.returncode
 
@@ -519,4 +544,3 @@ def configurations(desc: Descriptor) -> list[tuple[str, str]]:
 def overhead(timings: list[tuple[str, float, bool]], total: float) -> float:
     """gbuild's own time: ``total`` minus package installation and the user's script."""
     return total - sum(t for _, t, external in timings if external)
-

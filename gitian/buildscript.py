@@ -23,6 +23,9 @@ class ScriptParams:
     script: str  # the descriptor's script body
     enable_cache: bool = False
     remote_dirs: Sequence[str] = ()  # each remote's (sanitary) dir, in descriptor order
+    # what the classic script fixes; only gbuild --vary changes them
+    locale: str = "en_US.UTF-8"
+    umask: str = "002"
 
 
 def _puts(lines: list[str], text: str = "") -> None:
@@ -47,9 +50,9 @@ def _header(p: ScriptParams) -> list[str]:
     out: list[str] = []
     _puts(out, "#!/bin/bash")
     _puts(out, "set -e")
-    _puts(out, "export LANG='en_US.UTF-8'")
-    _puts(out, "export LC_ALL='en_US.UTF-8'")
-    _puts(out, "umask 002")
+    _puts(out, f"export LANG='{p.locale}'")
+    _puts(out, f"export LC_ALL='{p.locale}'")
+    _puts(out, f"umask {p.umask}")
     _puts(out, "export OUTDIR=$HOME/out")
     _puts(out, f"GBUILD_BITS={p.bits}")
     if p.enable_cache:

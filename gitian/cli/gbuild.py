@@ -8,12 +8,13 @@ from typing import Any
 
 import click
 
-from gitian import log
+from gitian import log, variations
 from gitian.build import Builder, BuildOptions, configurations
 from gitian.cli import backend_option, entry, workdir_option
 from gitian.descriptor import load, parse_assignments
-from gitian.errors import ToolMissingError
+from gitian.errors import ToolMissingError, UsageError
 from gitian.home import Home
+from gitian.rounds import RoundBuilder, Vary, build_rounds, check_options
 from gitian.targets import (
     backend_class,
     check_default_backend,
@@ -89,9 +90,27 @@ CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
     is_flag=True,
     help="Skip cleaning up the target; useful for copying more files from it after the build.",
 )
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="Build N times, each in a fresh target, and write the result only if all agree "
+    "(docs/determinism.md).",
+)
+@click.option(
+    "--vary",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[=LIST]",
+    help="With --rounds: vary every round after the first (all of "
+    "tz,locale,umask,hostname,procs,path,time,dirorder, or those in LIST).",
+)
 @backend_option
 @workdir_option
-@click.argument("descriptor", type=click.Path(dir_okay=False))
+@click.argument("descriptor", type=click.Path(dir_okay=False), required=False)
 def cli(
     allow_sudo: bool,
     skip_image: bool,
@@ -106,12 +125,19 @@ def cli(
     fetch_branches: bool,
     fetch_tags: bool,
     skip_cleanup: bool,
+    rounds: int,
+    vary: str | None,
     backend: str | None,
     workdir: str | None,
-    descriptor: str,
+    descriptor: str | None,
 ) -> None:
     """Build DESCRIPTOR (<package>.yml) and write result/<name>-res.yml."""
     env = os.environ
+    descriptor, varied = _vary_and_descriptor(vary, descriptor)
+    if vary is not None and rounds < 2:
+        raise UsageError("--vary needs --rounds 2 or more")
+    if rounds > 1:
+        check_options(BuildOptions(skip_image=skip_image, skip_cleanup=skip_cleanup), rounds)
     log.set_quiet(quiet)
     home = Home.find(workdir)
 
@@ -154,7 +180,7 @@ def cli(
         skip_cleanup=skip_cleanup,
         ci=bool(env.get("CI")),
     )
-    builder = Builder(desc, home, options, make)
+    builder = (RoundBuilder if rounds > 1 else Builder)(desc, home, options, make)
     builder.check()  # bad input is reported before anything is stopped or started
     for suite, arch in configurations(desc):
         check_default_backend(backend, env, config(suite, arch))
@@ -163,9 +189,30 @@ def cli(
     if reason:
         raise ToolMissingError(f"the {name} backend cannot run here: {reason}")
     _stop_recorded_target(home)
-    builder.run()
+    if isinstance(builder, RoundBuilder):
+        build_rounds(builder, rounds, varied)
+    else:
+        builder.run()
     if skip_cleanup:
         _record_target(home, name, desc.suites[-1], desc.architectures[-1], desc.distro)
+
+
+def _vary_and_descriptor(vary: str | None, descriptor: str | None) -> tuple[str, Vary]:
+    """The descriptor and the variations.  ``--vary``'s value is optional, so
+    in ``--vary desc.yml`` Click takes the descriptor for it."""
+    if descriptor is None:
+        if not vary or _is_vary_list(vary):
+            raise UsageError("missing argument DESCRIPTOR")
+        descriptor, vary = vary, ""
+    return descriptor, frozenset() if vary is None else variations.parse(vary)
+
+
+def _is_vary_list(value: str) -> bool:
+    try:
+        variations.parse(value)
+    except UsageError:
+        return False
+    return True
 
 
 def _stop_recorded_target(home: Home) -> None:

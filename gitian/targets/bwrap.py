@@ -60,6 +60,10 @@ class BwrapTarget(rootfs.OverlayTarget):
             # The host's .deb cache, shared by all builds (apt keeps its downloads).
             "--bind", os.fspath(self.config.home.package_cache), "/var/cache/apt/archives",
         ]  # fmt: skip
+        if user == "root":
+            # FUSE for root only: gbuild --vary mounts disorderfs over the build
+            # directory (root on the target is the host's root anyway).
+            cmd += ["--dev-bind-try", "/dev/fuse", "/dev/fuse"]
         if network:
             cmd += ["--share-net"]
             resolv = Path("/etc/resolv.conf")
