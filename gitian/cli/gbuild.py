@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from gitian import log
+from gitian import layers, log
 from gitian.build import Builder, BuildOptions, configurations
 from gitian.cli import backend_option, entry, workdir_option
 from gitian.descriptor import load, parse_assignments
@@ -89,6 +89,12 @@ CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
     is_flag=True,
     help="Skip cleaning up the target; useful for copying more files from it after the build.",
 )
+@click.option(
+    "--no-layer-cache",
+    is_flag=True,
+    help="Neither use nor keep an installed-packages layer: run every apt step "
+    "(see docs/layers.md).",
+)
 @backend_option
 @workdir_option
 @click.argument("descriptor", type=click.Path(dir_okay=False))
@@ -106,6 +112,7 @@ def cli(
     fetch_branches: bool,
     fetch_tags: bool,
     skip_cleanup: bool,
+    no_layer_cache: bool,
     backend: str | None,
     workdir: str | None,
     descriptor: str,
@@ -153,6 +160,8 @@ def cli(
         fetch_tags=fetch_tags,
         skip_cleanup=skip_cleanup,
         ci=bool(env.get("CI")),
+        layer_cache=not no_layer_cache,
+        layer_limit=layers.limit_from(env.get("GITIAN_LAYER_LIMIT")),
     )
     builder = Builder(desc, home, options, make)
     builder.check()  # bad input is reported before anything is stopped or started
