@@ -2,8 +2,9 @@
 
 One :class:`Builder` runs one descriptor: it checks everything it can before
 starting anything, records the inputs, then for each suite and architecture
-makes a clean target, installs packages, runs the descriptor's script and
-copies the results out; last it hashes the outputs and writes
+makes a clean target, installs packages (or starts from the installed-packages
+layer of an earlier build, :mod:`gitian.layers`), runs the descriptor's script
+and copies the results out; last it hashes the outputs and writes
 ``result/<name>-res.yml``.
 
 Failure and interruption (Ctrl-C, SIGTERM) are handled the same way: every

@@ -17,6 +17,11 @@ Lifecycle, as the classic ``libexec`` tools split it::
     copy_from()  copy-from-target
     stop()       stop-target           power off / remove; idempotent
 
+Installed-packages layers (:mod:`gitian.layers`): ``base_identity()`` says
+what the base is, ``keep_layer()`` keeps a target's state after gbuild's
+package step, ``from_layer()`` makes the next ``reset()`` start from it, and
+``drop_layer()`` releases it; a backend without layers leaves them as they are.
+
 ``session()`` stacks stop/reset/start/wait_ready and stops on the way out
 (always after an error or Ctrl-C; on success unless asked to keep it).
 State needed between separate processes (the libexec tools run one per
