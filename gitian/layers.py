@@ -216,11 +216,7 @@ class LayerStore:
         self.root.mkdir(parents=True, exist_ok=True)
         lock = self.root / f"{key.digest}.lock"
         if not renew:
-            fd = _lock(lock, fcntl.LOCK_SH, wait=False)
-            if fd is None:
-                log.info("waiting for another gbuild that is making the same layer")
-                fd = _lock(lock, fcntl.LOCK_SH, wait=True)
-            assert fd is not None
+            fd = _lock_or_wait(lock, fcntl.LOCK_SH, "is making the same layer")
             try:
                 layer = self._usable(key, target)
                 if layer is not None:
@@ -229,11 +225,7 @@ class LayerStore:
                     return
             finally:
                 os.close(fd)
-        fd = _lock(lock, fcntl.LOCK_EX, wait=False)
-        if fd is None:
-            log.info("waiting for another gbuild that makes or uses the same layer")
-            fd = _lock(lock, fcntl.LOCK_EX, wait=True)
-        assert fd is not None
+        fd = _lock_or_wait(lock, fcntl.LOCK_EX, "makes or uses the same layer")
         try:
             layer = None if renew else self._usable(key, target)
             lease = Lease(self, key, fd, layer)
@@ -337,8 +329,7 @@ class LayerStore:
     @contextlib.contextmanager
     def _store_locked(self) -> Iterator[None]:
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = _lock(self.root / ".lock", fcntl.LOCK_EX, wait=True)
-        assert fd is not None
+        fd = _lock_or_wait(self.root / ".lock", fcntl.LOCK_EX, "tidies the layers")
         try:
             yield
         finally:
@@ -465,6 +456,16 @@ def _lock(path: Path, op: int, *, wait: bool) -> int | None:
         if same:
             return fd
         os.close(fd)
+
+
+def _lock_or_wait(path: Path, op: int, what: str) -> int:
+    """:func:`_lock`, saying so when it has to wait for another gbuild that ``what``."""
+    fd = _lock(path, op, wait=False)
+    if fd is None:
+        log.info(f"waiting for another gbuild that {what}")
+        fd = _lock(path, op, wait=True)
+    assert fd is not None
+    return fd
 
 
 def _touch(path: Path) -> None:

@@ -254,6 +254,15 @@ def check_reset(t: Target) -> None:
 # -- installed-packages layers (gitian.layers): checks shared by the backends' tests --
 
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "descriptors" / "example.yml"
+
+
+def example_with(package: str, dest: Path) -> Path:
+    """The example descriptor with one more package (another layer key), at ``dest``."""
+    dest.write_text(EXAMPLE.read_text().replace('- "zip"\n', f'- "zip"\n- "{package}"\n'))
+    return dest
+
+
 def snapshot(home: Home, name: str = "gitian-example") -> dict[str, bytes]:
     """The result file and every output file of the last build, as bytes."""
     files = {"result": home.result_file(name).read_bytes()}

@@ -30,6 +30,7 @@ from tests.integration.conftest import (
     check_base_contents,
     check_copies,
     check_grab_packages,
+    example_with,
     interrupt_the_package_step,
     layer_dirs,
     snapshot,
@@ -323,8 +324,7 @@ def test_interrupted_layer_new_packages_and_clearing_on_docker(
     _example_home(home)
     full = _docker_env(env)
     before = layer_dirs(home)
-    desc = tmp_path / "more.yml"
-    desc.write_text(EXAMPLE.read_text().replace('- "zip"\n', '- "zip"\n- "hello"\n'))
+    desc = example_with("hello", tmp_path / "more.yml")
     images = _layer_images(env)
     interrupt_the_package_step(_gbuild_argv(home, desc), full, home, "hello")
     assert _containers(env) == [] and _layer_images(env) == images  # nothing committed

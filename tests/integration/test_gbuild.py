@@ -26,6 +26,7 @@ from gitian.targets.base import TargetConfig
 from tests.conftest import git_in, make_upstream, wait_until
 from tests.integration.conftest import (
     BaseHome,
+    example_with,
     interrupt_the_package_step,
     layer_dirs,
     mounts_under,
@@ -185,8 +186,7 @@ def test_an_interrupted_layer_is_never_used_and_new_packages_make_a_new_layer(
 ) -> None:
     home, _, first = request.getfixturevalue(f"{backend}_build")
     [example_layer] = layer_dirs(home)
-    desc = tmp_path / "more.yml"
-    desc.write_text(EXAMPLE.read_text().replace('- "zip"\n', f'- "zip"\n- "{EXTRA_PACKAGE}"\n'))
+    desc = example_with(EXTRA_PACKAGE, tmp_path / "more.yml")
     argv = gbuild_argv(home, backend, desc)
     interrupt_the_package_step(argv, gbuild_env(), home, EXTRA_PACKAGE)
     assert mounts_under(home.root) == []

@@ -210,8 +210,10 @@ class World:
         path.write_text(text)
         return parse(text.encode(), path)
 
+    target_class: type[LocalTarget] = LocalTarget
+
     def make(self, suite: str, arch: str) -> Target:
-        t = LocalTarget(
+        t = self.target_class(
             TargetConfig(home=self.home, suite=suite, arch=arch, distro="debian"),
             self.events,
             self.tmp / "targets",

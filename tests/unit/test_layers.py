@@ -17,10 +17,10 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
@@ -75,40 +75,16 @@ class LayeringTarget(LocalTarget):
             raise TargetError("a running target stands on it")
         self.events.append(("drop_layer", layer.name))
 
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        user: str | None = None,
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | IO[bytes] | None = None,
-        stdout: IO[bytes] | int | None = None,
-        stderr: IO[bytes] | int | None = None,
-        capture: bool = False,
-        check: bool = True,
-        network: bool = False,
-    ) -> RunResult:
-        res = super().run(
-            argv, user=user, env=env, stdin=stdin, stdout=stdout, stderr=stderr,
-            capture=capture, check=check, network=network,
-        )  # fmt: skip
-        if user == "root" and argv[:1] == ["apt-get"] and "install" in argv:
+    def run(self, argv: Sequence[str], **kw: Any) -> RunResult:  # type: ignore[override]
+        res = super().run(argv, **kw)
+        if kw.get("user") == "root" and argv[:1] == ["apt-get"] and "install" in argv:
             with open(self.area / "installed", "a") as f:
                 f.write(" ".join(argv[argv.index("install") + 1 :]) + "\n")
         return res
 
 
 class LayerWorld(World):
-    def make(self, suite: str, arch: str) -> Target:
-        t = LayeringTarget(
-            TargetConfig(home=self.home, suite=suite, arch=arch, distro="debian"),
-            self.events,
-            self.tmp / "targets",
-        )
-        for k, v in self.tweak.items():
-            setattr(t, k, v)
-        self.targets.append(t)
-        return t
+    target_class = LayeringTarget
 
     def build(self, desc: Any, **opts: Any) -> tuple[Any, str]:
         self.events.clear()
