@@ -2,8 +2,9 @@
 
 One :class:`Builder` runs one descriptor: it checks everything it can before
 starting anything, records the inputs, then for each suite and architecture
-makes a clean target, installs packages, runs the descriptor's script and
-copies the results out; last it hashes the outputs and writes
+makes a clean target, installs packages (or starts from the installed-packages
+layer of an earlier build, :mod:`gitian.layers`), runs the descriptor's script
+and copies the results out; last it hashes the outputs and writes
 ``result/<name>-res.yml``.
 
 Failure and interruption (Ctrl-C, SIGTERM) are handled the same way: every
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from gitian import buildscript, hashing, inputs, log, scriptline
+from gitian import buildscript, hashing, inputs, layers, log, scriptline
 from gitian.bootstrap import UPGRADE_MARKER
 from gitian.buildcache import BuildCaches
 from gitian.debcache import DebCache
@@ -65,6 +66,10 @@ class BuildOptions:
     fetch_tags: bool = False
     skip_cleanup: bool = False
     ci: bool = False  # the CI variable was set: the build log goes to the terminal too
+    #: reuse and keep installed-packages layers (gbuild --no-layer-cache: False)
+    layer_cache: bool = True
+    #: how many layers per backend the home keeps (GITIAN_LAYER_LIMIT)
+    layer_limit: int = layers.DEFAULT_LIMIT
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,8 @@ class Builder:
         self.make_target = make_target
         self.debs = DebCache(home)
         self.caches = BuildCaches(home, desc.name)
+        self.layers = layers.LayerStore(home, limit=options.layer_limit)
+        self._layers_made: set[str] = set()  # by this run
         self.out = out if out is not None else sys.stdout
         self.timings: list[tuple[str, float, bool]] = []
         # the remotes after checkout, for the repositories handed to each target
@@ -226,21 +233,57 @@ class Builder:
         for p in (self.install_log, self.build_log):
             p.unlink(missing_ok=True)
         with contextlib.ExitStack() as stack:
-            target = stack.enter_context(self.open_target(suite, arch, keep=keep))
+            target, manifest = self.packaged_target(stack, suite, arch, keep=keep)
             self.allow_sudo(target)
             self.prepare_build_area(target)
-            manifest = self.install(target, suite, arch)
             params = self.write_build_script(target, arch, reference)
             self.run_build_script(target, params, suite, arch)
             self.collect_results(target)
         return manifest.decode("utf-8", "surrogateescape")
 
+    def packaged_target(
+        self, stack: contextlib.ExitStack, suite: str, arch: str, *, keep: bool = False
+    ) -> tuple[Target, bytes]:
+        """A started target for one configuration with the package step done,
+        and its package manifest.  The package step comes first, before
+        anything of the build goes in, so that its result can be kept.
+
+        Where the backend keeps installed-packages layers (:mod:`gitian.layers`)
+        and one fits, the target starts from it and no apt step runs; else
+        the package step runs in a target from the base, is kept as a layer,
+        and the build goes on in a fresh target started from it, as every
+        later build with the same key will."""
+        o, key, probe = self.opts, None, self.make_target(suite, arch)
+        if o.layer_cache and o.layer_limit > 0 and not o.skip_image:
+            key = layers.layer_key(self.desc, probe, upgrade=o.upgrade)
+        if key is None:
+            target = stack.enter_context(self.open_target(suite, arch, keep=keep))
+            return target, self.install(target, suite, arch)
+        # --upgrade upgrades anew once per run; later builds of the run share it.
+        renew = o.upgrade and key.digest not in self._layers_made
+        lease = stack.enter_context(self.layers.lease(key, probe, renew=renew))
+        layer = lease.layer
+        if layer is None:
+            with self.open_target(suite, arch) as target:
+                manifest = self.install(target, suite, arch)
+                with self.step(f"Keeping the installed packages as layer {key.digest[:12]}"):
+                    layer = lease.publish(target, manifest, self.install_log)
+            self._layers_made.add(key.digest)
+        else:
+            with self.step(f"Using the installed-packages layer {layer.describe()}"):
+                self._from_layer(layer, suite, arch)
+        target = stack.enter_context(self.open_target(suite, arch, keep=keep, layer=layer.path))
+        return target, layer.manifest
+
     def open_target(
-        self, suite: str, arch: str, *, keep: bool = False
+        self, suite: str, arch: str, *, keep: bool = False, layer: Path | None = None
     ) -> contextlib.AbstractContextManager[Target]:
-        """A clean, started target for one configuration (unless ``--skip-image``,
-        the one left from before); stopped on the way out unless ``keep``."""
+        """A clean, started target for one configuration, from the base or
+        from ``layer`` (unless ``--skip-image``: the one left from before);
+        stopped on the way out unless ``keep``."""
         target = self.make_target(suite, arch)
+        if layer is not None:
+            target.from_layer(layer)
         return target.session(
             reset=not self.opts.skip_image, keep=keep, ready_timeout=60.0, step=self.step
         )
@@ -340,6 +383,13 @@ class Builder:
                     self._root(
                         target, ilog, ["update-alternatives", "--set", alt.package, alt.path]
                     )
+
+    def _from_layer(self, layer: layers.Layer, suite: str, arch: str) -> None:
+        """var/install.log and the package manifest, as the layer's package step left them."""
+        head = f"# the log of installed-packages layer {layer.describe()}; nothing ran now\n"
+        with open(layer.install_log, "rb") as src:
+            write_atomic(self.install_log, head.encode() + src.read())
+        write_atomic(self.home.var / f"base-{suite}-{arch}.manifest", layer.manifest)
 
     def upgrade_system(self, target: Target, ilog: IO[bytes]) -> None:
         """upgrade-system.sh with ``--upgrade``, or when the target never was upgraded."""

@@ -19,6 +19,7 @@ same caches.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -155,13 +156,16 @@ class RoundBuilder(Builder):
     def results_dir(self) -> Path:
         return self.round_dir
 
-    def install(self, target: Target, suite: str, arch: str) -> bytes:
-        manifest = super().install(target, suite, arch)
+    def packaged_target(
+        self, stack: contextlib.ExitStack, suite: str, arch: str, *, keep: bool = False
+    ) -> tuple[Target, bytes]:
+        target, manifest = super().packaged_target(stack, suite, arch, keep=keep)
         if self.wanted:
-            # after the manifest: nothing of this can reach it
+            # in the build's own target, after the package step (from a layer
+            # or not): nothing of this can reach the manifest or a layer
             with self.step(f"Preparing the variations ({variations.names(self.wanted)})"):
                 self.applied.append(variations.setup(target, self.wanted))
-        return manifest
+        return target, manifest
 
     def script_params(self, arch: str, reference: str) -> buildscript.ScriptParams:
         params = super().script_params(arch, reference)

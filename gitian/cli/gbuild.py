@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from gitian import log, variations
+from gitian import layers, log, variations
 from gitian.build import Builder, BuildOptions, configurations
 from gitian.cli import backend_option, entry, workdir_option
 from gitian.descriptor import load, parse_assignments
@@ -108,6 +108,12 @@ CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
     help="With --rounds: vary every round after the first (all of "
     "tz,locale,umask,hostname,procs,path,time,dirorder, or those in LIST).",
 )
+@click.option(
+    "--no-layer-cache",
+    is_flag=True,
+    help="Neither use nor keep an installed-packages layer: run every apt step "
+    "(see docs/layers.md).",
+)
 @backend_option
 @workdir_option
 @click.argument("descriptor", type=click.Path(dir_okay=False), required=False)
@@ -127,6 +133,7 @@ def cli(
     skip_cleanup: bool,
     rounds: int,
     vary: str | None,
+    no_layer_cache: bool,
     backend: str | None,
     workdir: str | None,
     descriptor: str | None,
@@ -179,6 +186,8 @@ def cli(
         fetch_tags=fetch_tags,
         skip_cleanup=skip_cleanup,
         ci=bool(env.get("CI")),
+        layer_cache=not no_layer_cache,
+        layer_limit=layers.limit_from(env.get("GITIAN_LAYER_LIMIT")),
     )
     builder = (RoundBuilder if rounds > 1 else Builder)(desc, home, options, make)
     builder.check()  # bad input is reported before anything is stopped or started

@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
@@ -22,8 +23,10 @@ from gitian import log
 from gitian.cli import backend_option, entry, workdir_option
 from gitian.errors import ToolMissingError, UsageError
 from gitian.home import Home
+from gitian.layers import LayerStore, human, listing
 from gitian.run import write_atomic
 from gitian.targets import (
+    BACKENDS,
     backend_class,
     check_default_backend,
     choose_backend,
@@ -133,6 +136,17 @@ def _target(
     help="Make the base anew even if one that serves exists (bubblewrap and LXC share "
     "one base; KVM and Docker bases are always made anew).",
 )
+@click.option(
+    "--list-layers",
+    is_flag=True,
+    help="List gbuild's installed-packages layers in this home instead (see docs/layers.md).",
+)
+@click.option(
+    "--clear-layers",
+    is_flag=True,
+    help="Remove gbuild's installed-packages layers in this home instead (only the chosen "
+    "backend's with --lxc, --bwrap, --docker or --backend).",
+)
 @backend_option
 @workdir_option
 def make_base_vm_cmd(
@@ -147,6 +161,8 @@ def make_base_vm_cmd(
     docker_image_hash: str | None,
     mirror: str | None,
     force: bool,
+    list_layers: bool,
+    clear_layers: bool,
     backend: str | None,
     workdir: str | None,
 ) -> None:
@@ -166,6 +182,10 @@ def make_base_vm_cmd(
     if flags and backend and flags[0] != backend:
         raise UsageError(f"--{flags[0]} contradicts --backend {backend}")
     env = _env()
+    if list_layers or clear_layers:
+        chosen = backend or (flags[0] if flags else None)
+        _layers(Home.find(workdir), chosen, clear=clear_layers, env=env)
+        return
     name = choose_backend(backend or (flags[0] if flags else None), env)
     if disksize <= 0:
         raise UsageError(f"--disksize must be positive, not {disksize}")
@@ -188,6 +208,27 @@ def make_base_vm_cmd(
         raise ToolMissingError(f"cannot make a base for the {name} backend: {reason}")
     with log.step(f"make-base-vm ({name}, {distro} {suite} {options.arch})"):
         make_target(name, config).make_base(options)
+
+
+def _layers(home: Home, backend: str | None, *, clear: bool, env: Mapping[str, str]) -> None:
+    """make-base-vm --list-layers / --clear-layers (of ``backend``, else all)."""
+    store = LayerStore(home)
+    if not clear:
+        shown = [la for la in store.layers() if backend in (None, la.backend)]
+        click.echo(listing(shown), nl=False)
+        return
+    targets: dict[str, Target] = {}
+
+    def drop(name: str, path: Path) -> None:
+        if name not in BACKENDS:
+            return  # a layer directory of no backend we know holds nothing outside it
+        if name not in targets:
+            config = config_from_env(home, backend=name, suite="any", arch="amd64", env=env)
+            targets[name] = make_target(name, config)
+        targets[name].drop_layer(path)
+
+    removed = store.clear(drop, backend=backend)
+    click.echo(f"removed {len(removed)} layer(s), {human(sum(la.size for la in removed))}")
 
 
 # -- make-clean-vm, start-target, stop-target -------------------------------------

@@ -17,6 +17,11 @@ Lifecycle, as the classic ``libexec`` tools split it::
     copy_from()  copy-from-target
     stop()       stop-target           power off / remove; idempotent
 
+Installed-packages layers (:mod:`gitian.layers`): ``base_identity()`` says
+what the base is, ``keep_layer()`` keeps a target's state after gbuild's
+package step, ``from_layer()`` makes the next ``reset()`` start from it, and
+``drop_layer()`` releases it; a backend without layers leaves them as they are.
+
 ``session()`` stacks stop/reset/start/wait_ready and stops on the way out
 (always after an error or Ctrl-C; on success unless asked to keep it).
 State needed between separate processes (the libexec tools run one per
@@ -225,6 +230,30 @@ class Target(abc.ABC):
         if not keep:
             with step("Cleaning up target"):
                 self.stop()
+
+    # -- installed-packages layers (gitian.layers) ---------------------------
+    def base_identity(self) -> dict[str, str] | None:
+        """What identifies the base this target is made from, for the key of
+        an installed-packages layer: it changes whenever the base is made
+        anew.  None when the backend keeps no layers, or there is no base."""
+        return None
+
+    def keep_layer(self, dest: Path, name: str) -> int:
+        """Stop the target, which ran the package step in a clean target
+        from the base, and keep its state as a layer in the new, empty
+        directory ``dest``; ``name`` (64 hex digits) names it.  Returns the
+        bytes the layer takes outside ``dest`` (a Docker image), else 0."""
+        raise TargetError(f"the {self.name} backend keeps no installed-packages layers")
+
+    def from_layer(self, layer: Path | None) -> None:
+        """Make the next :meth:`reset` start from ``layer`` (a directory
+        :meth:`keep_layer` filled) instead of the base; None: the base again."""
+        if layer is not None:
+            raise TargetError(f"the {self.name} backend keeps no installed-packages layers")
+
+    def drop_layer(self, layer: Path) -> None:  # noqa: B027 - most hold nothing outside it
+        """Release what ``layer`` holds outside its directory before the
+        directory is removed; TargetError if a running target still uses it."""
 
     # -- commands and files -------------------------------------------------
     def run(

@@ -52,6 +52,9 @@ CLIS = ("docker", "podman")
 PODMAN_ULIMITS = ("--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768")
 CONTAINER_PREFIX = "gitian-target"
 HOME_LABEL = "org.gitian.home"
+#: installed-packages layers are images gitian-layer-<8 hex digits of the home>:<key>
+LAYER_PREFIX = "gitian-layer"
+LAYER_LABEL = "org.gitian.layer"
 HOSTNAME = "gitian"
 # PID 1 of a target: sleeps, and exits at once on SIGTERM (a plain `sleep` as
 # PID 1 ignores it, and every `docker stop` would wait out its timeout).
@@ -150,6 +153,7 @@ class DockerTarget(PrefixTarget):
                 f"GITIAN_CONTAINER_CLI must be docker or podman, not {self.config.container_cli!r}"
             )
         self.cli = self.config.container_cli
+        self._layer_image: str | None = None
 
     # -- host checks -------------------------------------------------------
     @classmethod
@@ -172,8 +176,13 @@ class DockerTarget(PrefixTarget):
 
     # -- names -------------------------------------------------------------
     @property
-    def image(self) -> str:
+    def base_image(self) -> str:
         return image_name(self.config.suite, self.config.image_arch)
+
+    @property
+    def image(self) -> str:
+        """What a clean target is made from: the base, or the layer's image."""
+        return self._layer_image or self.base_image
 
     @property
     def container(self) -> str:
@@ -265,7 +274,51 @@ class DockerTarget(PrefixTarget):
         return (res.stdout or b"").decode().strip() or None
 
     def has_base(self) -> bool:
-        return which(self.cli) is not None and self._image_id(self.image) is not None
+        return which(self.cli) is not None and self._image_id(self.base_image) is not None
+
+    # -- installed-packages layers: committed images ------------------------------------
+    def base_identity(self) -> dict[str, str] | None:
+        image = self._image_id(self.base_image) if which(self.cli) else None
+        return None if image is None else {"kind": "image", "image": image}
+
+    def from_layer(self, layer: Path | None) -> None:
+        image = None if layer is None else _layer_image(layer)
+        if image is not None and self._image_id(image) is None:
+            raise TargetError(f"{self.cli} has no image {image} (pruned?)")
+        self._layer_image = image
+
+    def keep_layer(self, dest: Path, name: str) -> int:
+        """``commit`` the container, labelled with the key; the image id goes
+        into ``dest/image`` (the tag is for people: a new layer with the same
+        key moves it, the id stays)."""
+        tag = f"{LAYER_PREFIX}-{self.container.rpartition('-')[2]}:{name}"
+        run(self._cli("commit", "--change", f"LABEL {LAYER_LABEL}={name}", self.container, tag),
+            capture=True)  # fmt: skip
+        image = self._image_id(tag)
+        if image is None:
+            raise TargetError(f"{self.cli} commit made no image {tag}")
+        (dest / "image").write_text(image + "\n")
+        self.stop()
+        return max(0, self._image_size(image) - self._image_size(self.base_image))
+
+    def drop_layer(self, layer: Path) -> None:
+        try:
+            image = _layer_image(layer)
+        except TargetError:
+            return  # nothing was committed
+        res = run(self._cli("image", "rm", image), check=False, capture=True)
+        err = (res.stderr or b"").decode("utf-8", "replace").strip()
+        if res.returncode != 0 and not re.search(r"no such image|image not known", err, re.I):
+            raise TargetError(f"{self.cli} image rm {image}: {err[-500:]}")
+
+    def _image_size(self, ref: str) -> int:
+        res = run(
+            self._cli("image", "inspect", "--format", "{{.Size}}", ref), check=False, capture=True
+        )
+        try:
+            return int((res.stdout or b"0").decode().strip())
+        except ValueError:
+            return 0
 
     # -- lifecycle ---------------------------------------------------------
     def _make_base_hint(self) -> str:
@@ -372,6 +425,17 @@ class DockerTarget(PrefixTarget):
             argv += ["-e", f"{k}={v}"]
         argv.append(self.container)
         return argv
+
+
+def _layer_image(layer: Path) -> str:
+    """The image id a layer directory names."""
+    try:
+        image = (layer / "image").read_text().strip()
+    except OSError:
+        raise TargetError(f"the layer {layer.name} names no image") from None
+    if not DIGEST.match(image):
+        raise TargetError(f"the layer {layer.name} names no image id: {image[:80]!r}")
+    return image
 
 
 def _no_such_container(stderr: bytes | None) -> bool:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -161,6 +162,7 @@ class KvmTarget(SshTarget):
     def __init__(self, config: TargetConfig) -> None:
         super().__init__(config)
         self._accel: str | None = self.config.kvm_accel
+        self._layer: Path | None = None
 
     # -- paths -----------------------------------------------------------------
     @property
@@ -223,23 +225,69 @@ class KvmTarget(SshTarget):
             )
 
     def reset(self) -> None:
-        """A fresh qcow2 overlay on the base; the base itself is never written."""
+        """A fresh qcow2 overlay on the base (or on an installed-packages
+        layer, itself an overlay on the base); neither is ever written."""
         self._require_base()
         require("qemu-img", why="to make the clean target")
         if self.running_pid() is not None:
             raise TargetError("the target is running; stop it first (stop-target)")
+        backing = self.images.disk.resolve() if self._layer is None else self._layer_disk
         tmp = self.overlay.with_name(f".{self.overlay.name}.tmp.{os.getpid()}")
         try:
             run(
                 [
                     "qemu-img", "create", "-q", "-f", "qcow2",
-                    "-F", "qcow2", "-b", os.fspath(self.images.disk.resolve()), tmp,
+                    "-F", "qcow2", "-b", os.fspath(backing), tmp,
                 ],
                 capture=True,
             )  # fmt: skip
             os.replace(tmp, self.overlay)
         finally:
             tmp.unlink(missing_ok=True)
+
+    # -- installed-packages layers: the package step's qcow2 overlay ----------------
+    def base_identity(self) -> dict[str, str] | None:
+        if self.images.missing():
+            return None
+        ident = {"kind": "qcow2"}
+        for what, p in (("disk", self.images.disk), ("kernel", self.images.kernel),
+                        ("initrd", self.images.initrd)):  # fmt: skip
+            st = p.resolve().stat()
+            # A base made anew is a new file: another inode and time.
+            ident[what] = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+        return ident
+
+    def from_layer(self, layer: Path | None) -> None:
+        if layer is not None and not (layer / "disk.qcow2").is_file():
+            raise TargetError(f"the layer {layer.name} has no disk.qcow2")
+        self._layer = layer
+
+    @property
+    def _layer_disk(self) -> Path:
+        assert self._layer is not None
+        return self._layer / "disk.qcow2"
+
+    def keep_layer(self, dest: Path, name: str) -> int:
+        """Flush the guest's file system, power it off; the overlay it ran
+        on becomes the layer (its backing file is the base)."""
+        if self._layer is not None:
+            raise TargetError("a layer is only kept of a target made from the base")
+        # With cache=unsafe qemu still writes what a guest's sync flushes to
+        # the host's files; a poweroff cut short by the kill loses nothing.
+        self.run(["sync"], user="root")
+        self.stop()
+        shutil.move(self.overlay, dest / "disk.qcow2")
+        return 0
+
+    def drop_layer(self, layer: Path) -> None:
+        if self.running_pid() is None:
+            return
+        disk = os.fsencode(os.fspath(layer / "disk.qcow2"))
+        for overlay in self.config.home.root.glob("target-*.qcow2"):  # whichever the VM runs
+            res = run(["qemu-img", "info", "-U", "--output=json", "--backing-chain", overlay],
+                      check=False, capture=True)  # fmt: skip
+            if disk in (res.stdout or b""):
+                raise TargetError("the running VM stands on it", hint="stop it first (stop-target)")
 
     # -- start-target --------------------------------------------------------------
     def accel(self) -> str:

@@ -12,6 +12,7 @@ layer is the base and whose upper layer lives in ``var/``: making one costs a
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -24,7 +25,7 @@ from gitian import bootstrap, log
 from gitian.errors import TargetError, ToolMissingError, UsageError
 from gitian.home import Home, target_bin
 from gitian.run import is_root, remove_tree, require, run, signals_held, which
-from gitian.targets.base import BaseOptions, PrefixTarget
+from gitian.targets.base import BaseOptions, PrefixTarget, TargetConfig
 
 ARCHES = ("amd64", "i386")
 # Characters that would break overlayfs' option string or LXC's config syntax.
@@ -311,6 +312,56 @@ def mounts_below(path: Path) -> list[str]:
 
 # -- overlay targets --------------------------------------------------------
 
+#: the directory of an installed-packages layer that holds its files
+LAYER_TREE = "tree"
+
+
+def base_identity(root: Path) -> dict[str, str]:
+    """What identifies the directory base ``root``: its package database
+    (what is installed, and when dpkg last wrote it, i.e. when the base was
+    made), its apt configuration (where packages come from) and whether it
+    carries the upgrade marker.  Symlinks are read as links, never followed:
+    they would resolve on the host."""
+    status = root / "var/lib/dpkg/status"
+    try:
+        made = os.lstat(status).st_mtime_ns
+    except FileNotFoundError:
+        made = 0
+    apt = hashlib.sha256()
+    for rel in ("var/lib/dpkg/arch", *_tree_files(root, "etc/apt")):
+        apt.update(os.fsencode(rel) + b"\0" + _file_or_link(root / rel) + b"\0")
+    return {
+        "kind": "directory",
+        "dpkg": hashlib.sha256(_file_or_link(status)).hexdigest(),
+        "made": str(made),
+        "apt": apt.hexdigest(),
+        "upgraded": str(os.path.lexists(root / bootstrap.UPGRADE_MARKER.lstrip("/"))),
+    }
+
+
+def _tree_files(root: Path, rel: str) -> list[str]:
+    if (root / rel).is_symlink():
+        return [rel]
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root / rel):  # never follows links
+        dirnames.sort()
+        for name in sorted(filenames) + [d for d in dirnames if os.path.islink(Path(dirpath, d))]:
+            out.append(os.path.relpath(os.path.join(dirpath, name), root))
+    return sorted(out)
+
+
+def _file_or_link(p: Path) -> bytes:
+    """A regular file's bytes, a symlink's target, else b''."""
+    try:
+        if p.is_symlink():
+            return b"-> " + os.fsencode(os.readlink(p))
+        fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return b""
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
 
 def is_mounted(path: Path) -> bool:
     want = os.fspath(path)
@@ -366,6 +417,29 @@ class Overlay:
         return self.state / "work"
 
     @property
+    def stack_file(self) -> Path:
+        """Names the installed-packages layer the target stands on, if any."""
+        return self.state / "layer"
+
+    def stacked(self) -> list[Path]:
+        """The layers between the base and the upper layer, top first."""
+        try:
+            text = self.stack_file.read_text()
+        except FileNotFoundError:
+            return []
+        return [Path(line) for line in text.splitlines() if line]
+
+    def stack(self, layers: list[Path]) -> None:
+        """Stand the next mount on ``layers`` (top first) over the base."""
+        for p in layers:
+            check_path(p, "layer")
+        self.state.mkdir(parents=True, exist_ok=True)
+        if layers:
+            self.stack_file.write_text("".join(f"{os.fspath(p)}\n" for p in layers))
+        else:
+            self.stack_file.unlink(missing_ok=True)
+
+    @property
     def has_base(self) -> bool:
         return (self.lower / "etc").is_dir()
 
@@ -382,6 +456,7 @@ class Overlay:
         self.unmount()
         for p in (self.upper, self.work):
             _remove_tree(p)
+        self.stack_file.unlink(missing_ok=True)
 
     def mount(self) -> None:
         """Mount the target (keeping an existing upper layer, as ``gbuild -i`` wants)."""
@@ -393,7 +468,15 @@ class Overlay:
         _remove_tree(self.work)
         self.work.mkdir(parents=True)
         self.mountpoint.mkdir(parents=True, exist_ok=True)
-        opts = f"lowerdir={self.lower},upperdir={self.upper},workdir={self.work}"
+        layers = self.stacked()
+        for p in layers:
+            if not p.is_dir():
+                raise TargetError(
+                    f"the installed-packages layer {p} this target stands on is gone",
+                    hint="make a clean target (make-clean-vm, or gbuild without -i)",
+                )
+        lower = ":".join(os.fspath(p) for p in [*layers, self.lower])
+        opts = f"lowerdir={lower},upperdir={self.upper},workdir={self.work}"
         res = run(
             ["mount", "-t", "overlay", "overlay", "-o", opts, os.fspath(self.mountpoint)],
             check=False,
@@ -451,6 +534,10 @@ class OverlayTarget(PrefixTarget):
 
     binds_package_cache: ClassVar[bool] = True
 
+    def __init__(self, config: TargetConfig) -> None:
+        super().__init__(config)
+        self._layer: Path | None = None
+
     @property
     def overlay(self) -> Overlay:
         return Overlay.for_home(self.config.home, self.config.suite, self.config.image_arch)
@@ -476,6 +563,42 @@ class OverlayTarget(PrefixTarget):
         self.stop()
         self.overlay.require_base(self._make_base_hint())
         self.overlay.reset()
+        if self._layer is not None:
+            self.overlay.stack([self._layer / LAYER_TREE])
+
+    # -- installed-packages layers: the upper directory, stacked on the base ----------
+    def base_identity(self) -> dict[str, str] | None:
+        if not self.has_base():
+            return None
+        return base_identity(self.overlay.lower)
+
+    def from_layer(self, layer: Path | None) -> None:
+        if layer is not None and not (layer / LAYER_TREE).is_dir():
+            raise TargetError(f"the layer {layer.name} has no {LAYER_TREE}/")
+        self._layer = layer
+
+    def keep_layer(self, dest: Path, name: str) -> int:
+        """The upper directory becomes the layer: a rename, no copy."""
+        self.stop()
+        ov = self.overlay
+        if ov.stacked():
+            raise TargetError("a layer is only kept of a target made from the base")
+        os.rename(ov.upper, dest / LAYER_TREE)
+        _remove_tree(ov.work)
+        return 0
+
+    def drop_layer(self, layer: Path) -> None:
+        tree = os.fspath(layer / LAYER_TREE)
+        try:
+            mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+        except OSError:
+            mounts = []
+        for line in mounts:
+            if f"lowerdir={tree}:" in line or f":{tree}:" in line:
+                raise TargetError(
+                    f"a mounted target stands on it ({_unescape(line.split()[4])})",
+                    hint="stop that target first (stop-target)",
+                )
 
     def start(self) -> None:
         ov = self.overlay

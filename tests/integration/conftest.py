@@ -23,6 +23,7 @@ Set ``GITIAN_TEST_BASE_HOME`` to a gitian home that already holds
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -36,7 +37,7 @@ from gitian.targets import backend_class, make_target
 from gitian.targets.base import Target, TargetConfig
 from gitian.targets.lxc import LxcNetUsers, bridge_exists, lxc_net_settings
 from gitian.targets.rootfs import missing_for_base_host
-from tests.conftest import require_root, require_tool, strict_skips
+from tests.conftest import pid_gone, require_root, require_tool, strict_skips, wait_until
 
 SUITE, ARCH, DISTRO = "bookworm", "amd64", "debian"
 BaseHome = Callable[[str], Home]
@@ -248,6 +249,89 @@ def check_reset(t: Target) -> None:
         t.run(["test", "-e", "left-over"])
     with t.session():
         assert t.run(["test", "-e", "left-over"], check=False).returncode == 1
+
+
+# -- installed-packages layers (gitian.layers): checks shared by the backends' tests --
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "descriptors" / "example.yml"
+
+
+def example_with(package: str, dest: Path) -> Path:
+    """The example descriptor with one more package (another layer key), at ``dest``."""
+    dest.write_text(EXAMPLE.read_text().replace('- "zip"\n', f'- "zip"\n- "{package}"\n'))
+    return dest
+
+
+def snapshot(home: Home, name: str = "gitian-example") -> dict[str, bytes]:
+    """The result file and every output file of the last build, as bytes."""
+    files = {"result": home.result_file(name).read_bytes()}
+    out = home.build / "out"
+    files.update({f"out/{p.name}": p.read_bytes() for p in sorted(out.iterdir())})
+    return files
+
+
+def layer_dirs(home: Home) -> list[str]:
+    """The complete layers in ``home`` (var/layers/<key>/)."""
+    root = home.var / "layers"
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and len(p.name) == 64)
+
+
+def half_layers(home: Home) -> list[str]:
+    """What a making or removing of a layer left (it must never stay)."""
+    root = home.var / "layers"
+    return sorted(p.name for p in root.iterdir() if p.name.startswith((".new-", ".old-")))
+
+
+def _apt_installing(package: str) -> list[int]:
+    """Processes (on the host or in a target) running ``apt-get ... install ... package``."""
+    found = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            argv = (p / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[:1] == [b"apt-get"] and b"install" in argv and package.encode() in argv:
+            found.append(int(p.name))
+    return found
+
+
+def interrupt_the_package_step(
+    argv: list[str], env: dict[str, str], home: Home, package: str
+) -> str:
+    """Run gbuild (``argv``), freeze its ``apt-get install`` of ``package`` the
+    moment it starts and interrupt gbuild (SIGINT) right then, in the middle
+    of making a layer.  gbuild must say so and stop everything, and leave no
+    layer but those there before and nothing half-made.  Returns its output."""
+    before = layer_dirs(home)
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    frozen: list[int] = []
+    try:
+
+        def installing() -> list[int]:
+            if proc.poll() is not None:
+                pytest.fail(f"gbuild ended early: {proc.communicate()[0].decode()[-3000:]}")
+            return _apt_installing(package)
+
+        for pid in wait_until(installing, timeout=300, what=f"apt-get to install {package}"):
+            os.kill(pid, signal.SIGSTOP)  # no chance to finish: the layer is half-made
+            frozen.append(pid)
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=120)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, out
+    assert "interrupted" in out
+    assert "Keeping the installed packages" not in out
+    assert layer_dirs(home) == before
+    assert half_layers(home) == []
+    for pid in frozen:
+        wait_until(lambda pid=pid: pid_gone(pid), timeout=30, what="apt-get to be gone")
+    return out
 
 
 __all__ = ["SUITE", "ARCH", "DISTRO", "bridge_exists", "mounts_under", "run_ok"]

@@ -30,11 +30,16 @@ from tests.integration.conftest import (
     check_base_contents,
     check_copies,
     check_grab_packages,
+    example_with,
+    interrupt_the_package_step,
+    layer_dirs,
+    snapshot,
 )
 from tests.integration.conftest_docker import dockerd, leftover_containers, podman_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.backend("docker")]
 ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "descriptors" / "example.yml"
 __all__ = ["dockerd", "podman_env"]  # fixtures, imported for pytest
 
 Tool = Callable[..., subprocess.CompletedProcess[bytes]]
@@ -246,16 +251,42 @@ def _example_home(home: Home) -> None:
     assert r.returncode == 0, r.stderr
 
 
-def _gbuild(home: Home, env: dict[str, str]) -> dict[str, object]:
-    r = subprocess.run(
-        [sys.executable, "-c", "from gitian.cli.gbuild import main; main()",
-         "--workdir", os.fspath(home.root), os.fspath(ROOT / "descriptors" / "example.yml")],
-        capture_output=True, text=True, env=env, check=False,
-    )  # fmt: skip
+def _gbuild_argv(home: Home, desc: Path = EXAMPLE) -> list[str]:
+    return [sys.executable, "-c", "from gitian.cli.gbuild import main; main()",
+            "--workdir", os.fspath(home.root), os.fspath(desc)]  # fmt: skip
+
+
+def _gbuild(home: Home, env: dict[str, str], desc: Path = EXAMPLE) -> dict[str, object]:
+    r = subprocess.run(_gbuild_argv(home, desc), capture_output=True, text=True, env=env,
+                       check=False)  # fmt: skip
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = yaml.safe_load((home.result / "gitian-example-res.yml").read_text())
     assert isinstance(res, list)  # an !!omap: (key, value) pairs
-    return dict(res)
+    return {**dict(res), "progress": r.stderr}
+
+
+def _docker_env(env: dict[str, str]) -> dict[str, str]:
+    full = {**os.environ, **env, "USE_DOCKER": "1"}
+    full.pop("USE_LXC", None)
+    full.pop("CI", None)
+    return full
+
+
+def _layer_images(env: dict[str, str]) -> dict[str, str]:
+    """The installed-packages layer images: image id -> the key in its label."""
+    r = subprocess.run(
+        ["docker", "images", "--quiet", "--no-trunc", "--filter", "label=org.gitian.layer"],
+        capture_output=True, text=True, env={**os.environ, **env}, check=True,
+    )  # fmt: skip
+    out = {}
+    for image in r.stdout.split():
+        label = subprocess.run(
+            ["docker", "image", "inspect", "--format",
+             '{{index .Config.Labels "org.gitian.layer"}}', image],
+            capture_output=True, text=True, env={**os.environ, **env}, check=True,
+        ).stdout.strip()  # fmt: skip
+        out[image] = label
+    return out
 
 
 def test_gbuild_example_matches_bwrap(
@@ -263,9 +294,18 @@ def test_gbuild_example_matches_bwrap(
 ) -> None:
     home, env = docker_home
     _example_home(home)
-    full = {**os.environ, **env, "USE_DOCKER": "1"}
-    full.pop("USE_LXC", None)
+    full = _docker_env(env)
     docker_res = _gbuild(home, full)
+    assert _containers(env) == []
+    # The package step was kept as a committed image, labelled with its key;
+    # a rebuild starts from it and gives the same bytes.
+    [layer] = layer_dirs(home)
+    image = (home.var / "layers" / layer / "image").read_text().strip()
+    assert _layer_images(env) == {image: layer}
+    first = snapshot(home)
+    again = _gbuild(home, full)
+    assert f"Using the installed-packages layer {layer[:12]}" in str(again["progress"])
+    assert snapshot(home) == first
     assert _containers(env) == []
 
     other = base_home("bwrap")
@@ -275,6 +315,29 @@ def test_gbuild_example_matches_bwrap(
     assert docker_res["out_manifest"] == bwrap_res["out_manifest"]
     assert "  gitian-example.zip\n" in docker_res["out_manifest"]  # canon-zip ran in Docker
     assert docker_res["in_manifest"] == bwrap_res["in_manifest"]
+
+
+def test_interrupted_layer_new_packages_and_clearing_on_docker(
+    docker_home: tuple[Home, dict[str, str]], tmp_path: Path
+) -> None:
+    home, env = docker_home
+    _example_home(home)
+    full = _docker_env(env)
+    before = layer_dirs(home)
+    desc = example_with("hello", tmp_path / "more.yml")
+    images = _layer_images(env)
+    interrupt_the_package_step(_gbuild_argv(home, desc), full, home, "hello")
+    assert _containers(env) == [] and _layer_images(env) == images  # nothing committed
+    res = _gbuild(home, full, desc)
+    assert "Keeping the installed packages as layer" in str(res["progress"])
+    assert "  hello_" in str(res["base_manifests"])
+    made = [d for d in layer_dirs(home) if d not in before]
+    assert len(made) == 1 and sorted(_layer_images(env).values()) == sorted(layer_dirs(home))
+    # make-base-vm --clear-layers --docker removes them, images included; the base stays.
+    r = _tool_runner(home, env)("make_base_vm", "--docker", "--clear-layers")
+    assert r.returncode == 0, r.stderr
+    assert layer_dirs(home) == [] and _layer_images(env) == {}
+    assert _target(home, env).has_base()
 
 
 # -- Podman, by GITIAN_CONTAINER_CLI=podman ------------------------------------

@@ -20,11 +20,19 @@ from pathlib import Path
 import pytest
 
 from gitian.home import Home, target_bin
-from gitian.manifest import read_report
+from gitian.manifest import load_report, read_report
 from gitian.targets import make_target
 from gitian.targets.base import TargetConfig
 from tests.conftest import git_in, make_upstream, wait_until
-from tests.integration.conftest import BaseHome, mounts_under, run_ok
+from tests.integration.conftest import (
+    BaseHome,
+    example_with,
+    interrupt_the_package_step,
+    layer_dirs,
+    mounts_under,
+    run_ok,
+    snapshot,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -47,24 +55,48 @@ def gbuild_argv(home: Home, backend: str, desc: Path, *args: str) -> list[str]:
     ]  # fmt: skip
 
 
-def gbuild(home: Home, backend: str, desc: Path = EXAMPLE, *args: str) -> str:
+def gbuild_env() -> dict[str, str]:
     # Without CI in the environment: with it, gbuild also tees the build log
     # to its output (as classic), and these tests read that output.
-    env = {k: v for k, v in os.environ.items() if k != "CI"}
-    r = run_ok(gbuild_argv(home, backend, desc, *args), env=env)
+    return {k: v for k, v in os.environ.items() if k != "CI"}
+
+
+def gbuild_run(home: Home, backend: str, desc: Path = EXAMPLE, *args: str) -> tuple[str, str]:
+    """gbuild, which must succeed: its stdout and its stderr (the progress lines)."""
+    r = run_ok(gbuild_argv(home, backend, desc, *args), env=gbuild_env())
     assert r.returncode == 0, r.stdout + r.stderr
-    return r.stdout
+    return r.stdout, r.stderr
+
+
+def gbuild(home: Home, backend: str, desc: Path = EXAMPLE, *args: str) -> str:
+    return gbuild_run(home, backend, desc, *args)[0]
+
+
+Built = tuple[Home, str, dict[str, bytes]]
+"""A home, gbuild's stdout, and the result and output files of that build."""
+
+
+def first_build(home: Home, backend: str) -> Built:
+    """The example's first build in ``home``: it makes the installed-packages layer."""
+    prepare(home)
+    stdout, stderr = gbuild_run(home, backend)
+    assert "Keeping the installed packages as layer" in stderr
+    assert len(layer_dirs(home)) == 1
+    return home, stdout, snapshot(home)
 
 
 @pytest.fixture(scope="module")
-def bwrap_build(base_home: BaseHome) -> tuple[Home, str]:
-    home = base_home("bwrap")
-    prepare(home)
-    return home, gbuild(home, "bwrap")
+def bwrap_build(base_home: BaseHome) -> Built:
+    return first_build(base_home("bwrap"), "bwrap")
 
 
-def test_example_on_bwrap(bwrap_build: tuple[Home, str]) -> None:
-    home, stdout = bwrap_build
+@pytest.fixture(scope="module")
+def lxc_build(base_home: BaseHome, lxc_net: str) -> Built:
+    return first_build(base_home("lxc"), "lxc")
+
+
+def test_example_on_bwrap(bwrap_build: Built) -> None:
+    home, stdout, _ = bwrap_build
     report = read_report(home.result_file("gitian-example"))
     lines = report.out_manifest.splitlines()
     assert [ln.split("  ")[1] for ln in lines] == ["gitian-example.tar.gz", "gitian-example.zip"]
@@ -93,9 +125,9 @@ def test_example_on_bwrap(bwrap_build: tuple[Home, str]) -> None:
     ]
 
 
-def test_host_hashed_package_manifest_equals_grab_packages(bwrap_build: tuple[Home, str]) -> None:
+def test_host_hashed_package_manifest_equals_grab_packages(bwrap_build: Built) -> None:
     # gbuild hashes the bound .deb cache itself; the script must agree byte for byte.
-    home, _ = bwrap_build
+    home, _, _ = bwrap_build
     config = TargetConfig(home=home, suite="bookworm", arch="amd64", distro="debian")
     with make_target("bwrap", config).session() as t:
         t.run(
@@ -109,32 +141,72 @@ def test_host_hashed_package_manifest_equals_grab_packages(bwrap_build: tuple[Ho
     assert report.base_manifests[0][1].encode() == out
 
 
-def test_rebuild_on_bwrap_is_identical(bwrap_build: tuple[Home, str]) -> None:
-    home, _ = bwrap_build
-    first = read_report(home.result_file("gitian-example"))
+def test_rebuild_on_bwrap_from_the_layer_is_byte_identical(bwrap_build: Built) -> None:
+    home, _, first = bwrap_build
+    [layer] = layer_dirs(home)
     start = time.monotonic()
-    gbuild(home, "bwrap", EXAMPLE, "-q")
+    _, stderr = gbuild_run(home, "bwrap", EXAMPLE, "-q")
     took = time.monotonic() - start
-    second = read_report(home.result_file("gitian-example"))
-    assert second.out_manifest == first.out_manifest
-    assert second.in_manifest == first.in_manifest
+    assert snapshot(home) == first  # the result file and every output byte
+    assert f"installed-packages layer {layer[:12]}" in (home.var / "install.log").read_text()
+    assert layer_dirs(home) == [layer]
     assert mounts_under(home.root) == []
-    print(f"rebuild on bwrap took {took:.1f}s")
+    # ... and so is a build that neither uses nor keeps a layer (the classic flow).
+    gbuild_run(home, "bwrap", EXAMPLE, "-q", "--no-layer-cache")
+    assert snapshot(home) == first
+    print(f"rebuild on bwrap from its layer took {took:.1f}s")
 
 
-def test_lxc_gives_the_same_out_manifest(
-    bwrap_build: tuple[Home, str], base_home: BaseHome, lxc_net: str
+def test_lxc_gives_the_same_out_manifest_and_rebuilds_from_its_layer(
+    bwrap_build: Built, lxc_build: Built
 ) -> None:
     reference = read_report(bwrap_build[0].result_file("gitian-example"))
-    home = base_home("lxc")
-    prepare(home)
-    gbuild(home, "lxc")
+    home, _, first = lxc_build
     report = read_report(home.result_file("gitian-example"))
     assert report.out_manifest == reference.out_manifest
     assert "  gitian-example.zip\n" in report.out_manifest  # canon-zip ran on LXC too
     assert report.in_manifest == reference.in_manifest
     assert mounts_under(home.root) == []
     assert _lxc_containers(home) == []
+    # LXC keeps a layer of its own (it writes resolv.conf into its target)
+    assert layer_dirs(home) != layer_dirs(bwrap_build[0])
+    _, stderr = gbuild_run(home, "lxc", EXAMPLE)
+    assert "Using the installed-packages layer" in stderr
+    assert "apt-get" not in stderr and "Updating apt-get" not in stderr
+    assert snapshot(home) == first
+    assert mounts_under(home.root) == [] and _lxc_containers(home) == []
+
+
+EXTRA_PACKAGE = "hello"  # small, and not in the example or the base
+
+
+@pytest.mark.parametrize("backend", ["bwrap", "lxc"])
+def test_an_interrupted_layer_is_never_used_and_new_packages_make_a_new_layer(
+    request: pytest.FixtureRequest, backend: str, tmp_path: Path
+) -> None:
+    home, _, first = request.getfixturevalue(f"{backend}_build")
+    [example_layer] = layer_dirs(home)
+    desc = example_with(EXTRA_PACKAGE, tmp_path / "more.yml")
+    argv = gbuild_argv(home, backend, desc)
+    interrupt_the_package_step(argv, gbuild_env(), home, EXTRA_PACKAGE)
+    assert mounts_under(home.root) == []
+    if backend == "lxc":
+        assert _lxc_containers(home) == []
+    # The next build installs anew (nothing of the interrupted one is used) ...
+    _, stderr = gbuild_run(home, backend, desc)
+    assert "Installing additional packages" in stderr
+    assert "Keeping the installed packages as layer" in stderr
+    layers = layer_dirs(home)
+    assert len(layers) == 2 and example_layer in layers  # ... and keeps a new layer
+    report = read_report(home.result_file("gitian-example"))
+    assert f"  {EXTRA_PACKAGE}_" in report.base_manifests[0][1]
+    assert report.out_manifest == load_report(first["result"], "first").out_manifest
+    listed = run_ok([sys.executable, os.fspath(ROOT / "bin" / "make-base-vm"),
+                     "--workdir", os.fspath(home.root), "--list-layers"])  # fmt: skip
+    assert f"make gcc zip {EXTRA_PACKAGE}" in listed.stdout and "2 layer(s)" in listed.stdout
+    # The example still rebuilds from its own layer.
+    _, stderr = gbuild_run(home, backend, EXAMPLE, "-q")
+    assert snapshot(home) == first
 
 
 FAILING_SCRIPT = """\

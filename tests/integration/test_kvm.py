@@ -7,6 +7,7 @@ unless ``VM_SSH_PORT`` says otherwise; one VM at a time.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -23,6 +24,7 @@ from gitian.home import Home
 from gitian.targets.base import BaseOptions
 from gitian.targets.kvm import KvmConfig, KvmTarget
 from tests.conftest import pid_gone, require_root, require_tool, wait_until
+from tests.integration.conftest import layer_dirs, snapshot
 
 pytestmark = [pytest.mark.integration, pytest.mark.backend("kvm")]
 
@@ -301,3 +303,29 @@ def test_example_builds_on_kvm_like_on_bwrap(
     assert "  gitian-example.zip\n" in mine.out_manifest  # canon-zip ran in the VM
     assert mine.in_manifest == theirs.in_manifest
     assert not qemu_pids() and not (home.var / "target.pid").exists()
+
+    # The package step was kept as a qcow2 overlay on the base; a rebuild
+    # boots an overlay on it, runs no apt step and gives the same bytes.
+    [layer] = layer_dirs(home)
+    disk = home.var / "layers" / layer / "disk.qcow2"
+    assert _backing_chain(disk) == [disk, home.base(SUITE, ARCH, ".qcow2")]
+    first = snapshot(home)
+    t0 = time.monotonic()
+    r = _gbuild(home, "kvm", 2400)
+    took = time.monotonic() - t0
+    assert r.returncode == 0, r.stdout + r.stderr[-4000:]
+    print(f"rebuild of the example on kvm from its layer took {took:.0f}s")
+    assert f"Using the installed-packages layer {layer[:12]}" in r.stderr
+    assert "Updating apt-get" not in r.stderr
+    assert snapshot(home) == first
+    target = home.target(SUITE, ARCH, ".qcow2")
+    assert _backing_chain(target) == [target, disk, home.base(SUITE, ARCH, ".qcow2")]
+    assert not qemu_pids() and not (home.var / "target.pid").exists()
+
+
+def _backing_chain(image: Path) -> list[Path]:
+    info = subprocess.run(
+        ["qemu-img", "info", "-U", "--output=json", "--backing-chain", image],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return [Path(i["filename"]) for i in json.loads(info)]

@@ -210,8 +210,10 @@ class World:
         path.write_text(text)
         return parse(text.encode(), path)
 
+    target_class: type[LocalTarget] = LocalTarget
+
     def make(self, suite: str, arch: str) -> Target:
-        t = LocalTarget(
+        t = self.target_class(
             TargetConfig(home=self.home, suite=suite, arch=arch, distro="debian"),
             self.events,
             self.tmp / "targets",
@@ -267,13 +269,14 @@ def test_whole_flow_writes_result_and_prints_out_lines(world: World) -> None:
     assert (h.var / "install.log").exists()
 
 
-def test_step_order_matches_the_classic_flow(world: World) -> None:
+def test_step_order_is_the_classic_flow_with_the_package_step_first(world: World) -> None:
+    """The classic steps in their order, except that the package step comes
+    before the sudoers line, init-build.sh and the inputs: what it leaves can
+    then be kept as an installed-packages layer holding nothing of the build
+    (gitian.layers), and neither part reads what the other writes."""
     world.build(world.desc(), allow_sudo=True)
     runs = _runs(world.events)
     order = [
-        "tee -a /etc/sudoers.d/debian",
-        "setarch x86_64 bash",
-        "install -m 0755 /dev/stdin /usr/local/bin/canon-zip",
         "dpkg --add-architecture i386",
         "tee -a /etc/apt/sources.list",
         "apt-get update",
@@ -283,6 +286,9 @@ def test_step_order_matches_the_classic_flow(world: World) -> None:
         "test ! -e /var/cache/gitian/initial-upgrade",
         "dpkg-query -W -f " + DPKG_FORMAT,  # the manifest, if the bound cache has every .deb
         "bash",  # else target-bin/grab-packages.sh
+        "tee -a /etc/sudoers.d/debian",
+        "setarch x86_64 bash",
+        "install -m 0755 /dev/stdin /usr/local/bin/canon-zip",
         "setarch x86_64 bash -x",
     ]
     assert runs == order

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +76,16 @@ def test_help_runs() -> None:
     r = CliRunner().invoke(cli, ["--help"])
     assert r.exit_code == 0, r.output
     assert "--skip-cleanup" in r.output
+
+
+def test_layer_options(tmp_path: Path) -> None:
+    names = {n for p in cli.params for n in p.opts}
+    assert "--no-layer-cache" in names
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "gbuild"), "--workdir", str(tmp_path), str(EXAMPLE)],
+        capture_output=True, text=True, check=False,
+        env={**os.environ, "GITIAN_LAYER_LIMIT": "lots"},
+    )  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    assert "GITIAN_LAYER_LIMIT must be a number (0 or more), not 'lots'" in r.stderr
+    assert not (tmp_path / "build").exists()

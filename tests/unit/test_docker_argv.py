@@ -238,3 +238,50 @@ def test_missing_digest_image_says_how_to_make_it(
         t.reset()
     assert f"no docker image base-{DIGEST}-amd64" in str(e.value)
     assert e.value.hint and f"--docker-image-hash {DIGEST}" in e.value.hint
+
+
+LAYER_KEY = "d" * 64
+LAYER_ID = "sha256:" + "c" * 64
+BASE_ID = "sha256:" + "b" * 64
+FAKE_DAEMON = f"""\
+echo "$*" >> "$FAKE_LOG"
+case "$1 $2 $4" in
+  "image inspect {{{{.Id}}}}")
+    case "$5" in base-*) echo {BASE_ID} ;; *) echo {LAYER_ID} ;; esac ;;
+  "image inspect {{{{.Size}}}}")
+    case "$5" in base-*) echo 1000 ;; *) echo 1500 ;; esac ;;
+esac
+exit 0
+"""
+
+
+def test_a_layer_is_a_committed_image_labelled_with_its_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Imitates the daemon's answers only; the real one is in test_docker.py.
+    log = tmp_path / "calls"
+    env = _fake_cli(tmp_path, "docker", FAKE_DAEMON)
+    monkeypatch.setenv("PATH", env["PATH"])
+    monkeypatch.setenv("FAKE_LOG", str(log))
+    t = _target(tmp_path / "home")
+    assert t.base_identity() == {"kind": "image", "image": BASE_ID}
+    dest = tmp_path / "layer"
+    dest.mkdir()
+    assert t.keep_layer(dest, LAYER_KEY) == 500  # its own size: layer image minus base
+    calls = log.read_text().splitlines()
+    tag = f"gitian-layer-{t.container.rpartition('-')[2]}:{LAYER_KEY}"
+    commits = [c for c in calls if c.startswith("commit")]
+    assert commits == [f"commit --change LABEL org.gitian.layer={LAYER_KEY} {t.container} {tag}"]
+    assert f"stop --time 10 {t.container}" in calls  # and the container is gone
+    assert (dest / "image").read_text() == LAYER_ID + "\n"
+    built = _target(tmp_path / "home")
+    built.from_layer(dest)
+    assert built.run_argv()[-len(KEEPALIVE) - 1 :] == [LAYER_ID, *KEEPALIVE]
+    assert built.base_identity() == {"kind": "image", "image": BASE_ID}  # still the base's
+    built.from_layer(None)
+    assert built.image == "base-bookworm-amd64"
+    t.drop_layer(dest)
+    assert log.read_text().splitlines()[-1] == f"image rm {LAYER_ID}"
+    (dest / "image").write_text("not an id; rm -rf /\n")
+    with pytest.raises(TargetError, match="names no image id"):
+        t.from_layer(dest)

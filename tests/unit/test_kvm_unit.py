@@ -3,6 +3,7 @@ handling, image spec checks, SSH key handling, readiness errors."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -120,6 +121,36 @@ def test_reset_makes_an_overlay_and_leaves_the_base_alone(home: Home) -> None:
     assert f'"backing-filename": "{base}"' in info
     assert base.read_bytes() == before
     assert [p.name for p in home.root.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_clean_target_from_a_layer_is_an_overlay_on_it(home: Home) -> None:
+    fake_base(home)
+    base = home.base("bookworm", "amd64", ".qcow2")
+    t = KvmTarget(cfg(home))
+    ident = t.base_identity()
+    assert ident is not None and ident["kind"] == "qcow2"
+    layer = home.var / "layers" / ("e" * 64)
+    layer.mkdir(parents=True)
+    with pytest.raises(TargetError, match="has no disk.qcow2"):
+        t.from_layer(layer)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base,
+                    layer / "disk.qcow2"], check=True)  # fmt: skip
+    t.from_layer(layer)
+    t.reset()
+    info = subprocess.run(
+        ["qemu-img", "info", "--output=json", "--backing-chain",
+         home.target("bookworm", "amd64", ".qcow2")],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    chain = [i["filename"] for i in json.loads(info)]
+    assert chain == [str(home.target("bookworm", "amd64", ".qcow2")), str(layer / "disk.qcow2"),
+                     str(base)]  # fmt: skip
+    t.drop_layer(layer)  # no VM runs: nothing stands on it
+    # A base made anew is another identity, even with the same bytes.
+    data = base.read_bytes()
+    base.unlink()
+    base.write_bytes(data)
+    assert KvmTarget(cfg(home)).base_identity() != ident
 
 
 def test_start_without_overlay_says_make_clean_vm(home: Home) -> None:

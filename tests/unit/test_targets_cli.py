@@ -236,3 +236,33 @@ def test_make_clean_vm_and_start_target_name_the_variable(
     code, err = call(tt.start_target, ["64", "bookworm-amd64", "--workdir", where[-1]], capsys)
     assert code == 2 and "set USE_BWRAP=1 or USE_LXC=1" in err, err
     assert not (dir_base_only.home.var / "target.json").exists()
+
+
+def test_make_base_vm_lists_and_clears_layers_without_making_a_base(
+    recorder: type[Recorder], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    home = tmp_path / "home"
+    code, _ = call(tt.make_base_vm, ["--workdir", str(home), "--list-layers"], capsys)
+    assert code == 0 and recorder.made == []
+    layer = home / "var" / "layers" / ("f" * 64)
+    layer.mkdir(parents=True)
+    (layer / "key.json").write_text(json.dumps({"suite": "bookworm", "arch": "amd64",
+                                                "packages": ["gcc"]}))  # fmt: skip
+    (layer / "meta.json").write_text(json.dumps({"backend": "bwrap", "size": 2_500_000}))
+    (layer / "manifest").write_text("")
+    main = tt.make_base_vm
+    with pytest.raises(SystemExit):
+        main(["--workdir", str(home), "--list-layers"])
+    out = capsys.readouterr().out
+    assert "ffffffffffff  bwrap" in out and "2.5 MB" in out and out.endswith("1 layer(s), 2.5 MB\n")
+    with pytest.raises(SystemExit):
+        main(["--workdir", str(home), "--clear-layers", "--lxc"])  # only LXC's: none
+    assert layer.is_dir() and "removed 0 layer(s)" in capsys.readouterr().out
+    dropped: list[Path] = []
+    monkeypatch.setattr(Recorder, "drop_layer", lambda self, p: dropped.append(p), raising=False)
+    with pytest.raises(SystemExit):
+        main(["--workdir", str(home), "--clear-layers"])
+    assert not layer.exists() and dropped == [layer]
+    assert "removed 1 layer(s), 2.5 MB" in capsys.readouterr().out
+    assert recorder.made == []
