@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The cost of ``gbuild --rounds 2 --vary`` on the example, against one build.
 
-    bench/determinism.py [--home DIR] [--backend bwrap|lxc] [--runs N]
+    bench/determinism.py [--home DIR] [--backend bwrap|lxc] [--runs N] [--no-layer-cache]
 
 Needs root.  Uses (and, the first time, makes) a Debian bookworm amd64 base
 in DIR (default /tmp/gitian-bench-home), prepares the example's inputs, warms
@@ -43,6 +43,8 @@ def main() -> int:
     ap.add_argument("--home", type=Path, default=Path("/tmp/gitian-bench-home"))
     ap.add_argument("--backend", default="bwrap", choices=["bwrap", "lxc"])
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--no-layer-cache", action="store_true",
+                    help="install the packages in every build, as gbuild --no-layer-cache")  # fmt: skip
     args = ap.parse_args()
     reason = backend_class(args.backend).unavailable_reason(for_base=True)
     if reason:
@@ -65,7 +67,7 @@ def main() -> int:
     )  # fmt: skip
     desc = load(ROOT / "descriptors" / "example.yml")
     log.set_quiet(True)
-    opts = BuildOptions(quiet=True)
+    opts = BuildOptions(quiet=True, layer_cache=not args.no_layer_cache)
 
     def plain() -> float:
         t0 = time.monotonic()
@@ -88,7 +90,7 @@ def main() -> int:
     ratio = two / one
     verdict = "within" if ratio < GOAL else "OVER"
     print(
-        f"{args.backend}: one build {one:.2f}s, --rounds 2 --vary {two:.2f}s (medians of "
+        f"{args.backend}{' (no layers)' if args.no_layer_cache else ''}: one build {one:.2f}s, --rounds 2 --vary {two:.2f}s (medians of "
         f"{args.runs}): {ratio:.2f}x a single build ({verdict} the goal of {GOAL}x); "
         f"load average {os.getloadavg()[0]:.2f}"
     )
