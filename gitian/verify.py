@@ -10,8 +10,8 @@ checked over exactly those bytes (:mod:`gitian.gpg`, offline, one
 compared with the reference signer's.  Anything wrong with one signer is
 that signer's verdict; the others are still judged.
 
-The checks of every release of a run share one pool of gpg processes, as
-many at once as there are CPUs, and each verified attestation is parsed as
+The checks of every release of a run share one pool of gpg processes, two
+at once per CPU (:data:`gitian.gpg.PER_CPU`), and each verified attestation is parsed as
 its check finishes, so a whole history goes at gpg's pace.  Nothing here
 prints: :func:`judge` returns a :class:`ReleaseReport` per job, which
 :mod:`gitian.report` renders.
