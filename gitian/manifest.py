@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,22 +66,14 @@ class Report:
 
     def as_result(self) -> Report:
         """The same manifests without the assert fields."""
-        return Report(
-            self.out_manifest,
-            self.in_manifest,
-            self.base_manifests,
-            self.cache_common_manifest,
-            self.cache_package_manifest,
+        return replace(
+            self, release=None, name=None, type=None, optionals=None, has_assert_fields=False
         )
 
     def as_assert(self, release: str, name: str, optionals: Any) -> Report:
         """The assert gsign makes from this result."""
-        return Report(
-            self.out_manifest,
-            self.in_manifest,
-            self.base_manifests,
-            self.cache_common_manifest,
-            self.cache_package_manifest,
+        return replace(
+            self,
             release=release,
             name=name,
             type="build",
