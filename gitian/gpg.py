@@ -210,8 +210,8 @@ def _check(
 #: gpg checks at once per CPU.  The thread that starts a check and reads its
 #: status needs the GIL, which the caller's parsing of verified files holds
 #: for milliseconds at a time; with one check per CPU the cores then sit idle.
-#: Two per CPU keep them busy (a whole Monero history: 8.4 s -> 7.6 s on two
-#: CPUs, bench/history.py).
+#: Two per CPU keep them busy (a whole Monero history: 8.4 s -> 7.1-7.6 s on
+#: two CPUs, bench/history.py).
 PER_CPU = 2
 
 

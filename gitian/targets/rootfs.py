@@ -362,7 +362,6 @@ def _file_or_link(p: Path) -> bytes:
         return f.read()
 
 
-
 def is_mounted(path: Path) -> bool:
     want = os.fspath(path)
     try:
@@ -507,6 +506,7 @@ class Overlay:
 
 
 # -- the part bubblewrap and LXC targets share -------------------------------
+
 
 def passwd_users(root: Path) -> set[str]:
     try:
